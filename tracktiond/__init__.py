@@ -1,0 +1,10 @@
+"""tracktiond: keeps a catalog of a large music library true to the disk."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("tracktiond")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["__version__"]

@@ -1,0 +1,3 @@
+from tracktiond.cli import main
+
+main()

@@ -1,0 +1,160 @@
+"""The catalog schema (the migrations create it; this module describes it for queries).
+
+A *recording* is one piece of content, identified by its hashes (UNIQUE, as the data model
+declares). A *file* is one place on disk where a recording lives now. Identical copies are one
+recording with several files; a move updates the file's path and keeps the recording. See
+docs/catalog.md for the reasoning.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, cast
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    Uuid,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both backends (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the catalog")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+JSONVariant: Any = JSON().with_variant(JSONB(), "postgresql")
+
+
+class FileState(StrEnum):
+    PENDING = "pending"  # discovered or changed; waiting to be hashed and read
+    CATALOGED = "cataloged"  # hashed, tags read, linked to a recording
+    FAILED = "failed"  # could not be cataloged; last_error says why
+    MISSING = "missing"  # was here, is gone (kept, so a returning file keeps its history)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Recording(Base):
+    __tablename__ = "recordings"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    # The recording's current primary location: one of its present files.
+    file_path: Mapped[str] = mapped_column(Text)
+    file_name: Mapped[str] = mapped_column(Text)
+    sha256_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    xxh128_hash: Mapped[str] = mapped_column(String(32), unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    format: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class File(Base):
+    __tablename__ = "files"
+    __table_args__ = (
+        Index("ix_files_dir", "dir"),
+        Index("ix_files_recording_id", "recording_id"),
+        Index("ix_files_state", "state"),
+        Index("ix_files_device_inode", "device", "inode"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    dir: Mapped[str] = mapped_column(Text)
+    recording_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("recordings.id", ondelete="SET NULL"), nullable=True
+    )
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    ctime_ns: Mapped[int] = mapped_column(BigInteger)
+    inode: Mapped[int] = mapped_column(BigInteger)
+    device: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16), default=FileState.PENDING.value)
+    error_class: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    missing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MetadataEntry(Base):
+    __tablename__ = "metadata"
+    __table_args__ = (
+        Index("ix_metadata_recording_id", "recording_id"),
+        Index("ix_metadata_key", "key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    recording_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("recordings.id", ondelete="CASCADE")
+    )
+    key: Mapped[str] = mapped_column(String(128))
+    value: Mapped[str] = mapped_column(Text)
+    # Where the value came from: "tags" (read from the file), "stream" (stream properties),
+    # later "analysis". A re-read replaces one source's rows without touching the others.
+    source: Mapped[str] = mapped_column(String(16))
+
+
+class Tracklist(Base):
+    __tablename__ = "tracklists"
+    __table_args__ = (Index("ix_tracklists_recording_id", "recording_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    recording_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("recordings.id", ondelete="CASCADE")
+    )
+    source: Mapped[str] = mapped_column(String(32))
+    cue_file_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tracks: Mapped[Any] = mapped_column(JSONVariant)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+recordings = cast(Table, Recording.__table__)
+files = cast(Table, File.__table__)
+metadata_entries = cast(Table, MetadataEntry.__table__)
+tracklists = cast(Table, Tracklist.__table__)

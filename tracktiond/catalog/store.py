@@ -1,0 +1,837 @@
+"""The catalog store: every query tracktiond runs, behind typed methods.
+
+Callers hand in and get back plain dataclasses; connections and transactions never leave this
+module. Statements are SQLAlchemy Core so one code path serves SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, or_, select, text, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import InterfaceError as SAInterfaceError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tracktiond.catalog import migrate
+from tracktiond.catalog.database import create_engine
+from tracktiond.catalog.models import FileState, files, metadata_entries, recordings, utcnow
+from tracktiond.config import redact_url
+from tracktiond.errors import CatalogUnavailable, FailureClass, FileJobError, FileVanished
+from tracktiond.ingest import IngestResult
+
+# How many bound parameters one IN (...) may carry; SQLite's default limit is 32766.
+IN_CHUNK = 900
+
+_INT64 = 1 << 63
+
+
+def to_int64(value: int) -> int:
+    """Inode and device numbers are unsigned 64-bit; store them in a signed BIGINT."""
+    return value - (1 << 64) if value >= _INT64 else value
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """A file as a directory walk sees it: where it is and what `stat` says."""
+
+    path: str
+    dir: str
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+    device: int
+
+
+@dataclass(frozen=True, slots=True)
+class KnownFile:
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+    device: int
+    state: str
+    recording_id: uuid.UUID | None
+
+    def same_content_signature(self, seen: Observed) -> bool:
+        # size + mtime + inode: what `cp`, editors and taggers all change. ctime is not part
+        # of it, because renames and chmod change ctime without touching content.
+        return (self.size, self.mtime_ns, self.inode, self.device) == (
+            seen.size,
+            seen.mtime_ns,
+            to_int64(seen.inode),
+            to_int64(seen.device),
+        )
+
+
+class Outcome(StrEnum):
+    NEW = "new"
+    DUPLICATE = "duplicate"  # new path, content already cataloged at another present path
+    CHANGED = "changed"
+    MOVED = "moved"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+    RETRY = "retry"  # transient failure, will be tried again
+    MISSING = "missing"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One pending file handed to the ingest stage."""
+
+    file_id: int
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    job: Job
+    result: IngestResult | None = None
+    error: FileJobError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    path: str
+    error_class: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateGroup:
+    recording_id: uuid.UUID
+    sha256: str
+    size: int
+    paths: list[str]
+
+
+@dataclass(slots=True)
+class CatalogStatus:
+    files_by_state: dict[str, int] = field(default_factory=dict)
+    recordings: int = 0
+    duplicate_recordings: int = 0
+    duplicate_files: int = 0
+    recent_failures: list[Failure] = field(default_factory=list)
+
+
+_TRANSIENT_DB_ERRORS = (OperationalError, SAInterfaceError, OSError, ConnectionError)
+
+
+class Catalog:
+    """The catalog database. Open with ``await Catalog.open(url)``; close with ``close()``."""
+
+    def __init__(self, engine: AsyncEngine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+        self.dialect = engine.dialect.name
+
+    @classmethod
+    async def open(cls, url: str, *, upgrade: bool = True) -> Catalog:
+        engine = create_engine(url)
+        catalog = cls(engine, url)
+        try:
+            if upgrade:
+                await migrate.upgrade(engine)
+            else:
+                await catalog.ping()
+        except _TRANSIENT_DB_ERRORS as exc:
+            await engine.dispose()
+            raise CatalogUnavailable(
+                f"catalog {redact_url(url)} unreachable: {_reason(exc)}"
+            ) from exc
+        except DBAPIError as exc:
+            await engine.dispose()
+            raise CatalogUnavailable(f"catalog {redact_url(url)} unusable: {_reason(exc)}") from exc
+        return catalog
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def schema_revision(self) -> str | None:
+        return await migrate.current_revision(self.engine)
+
+    # ---- discovery -------------------------------------------------------------------------
+
+    async def known_in_dirs(self, dirs: Sequence[str]) -> dict[str, KnownFile]:
+        known: dict[str, KnownFile] = {}
+        async with self.engine.connect() as conn:
+            for chunk in _chunks(dirs, IN_CHUNK):
+                rows = await conn.execute(_known_select().where(files.c.dir.in_(chunk)))
+                for row in rows:
+                    known[row.path] = _known(row)
+        return known
+
+    async def known_file(self, path: str) -> KnownFile | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(_known_select().where(files.c.path == path))).first()
+        return _known(row) if row else None
+
+    async def dirs_under(self, root: str) -> set[str]:
+        """Directories (as recorded) of files under ``root`` that are not already missing."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(files.c.dir)
+                .where(_under(root), files.c.state != FileState.MISSING.value)
+                .distinct()
+            )
+            return {r.dir for r in rows}
+
+    async def by_inode(
+        self, observed: Sequence[Observed]
+    ) -> dict[tuple[int, int], list[KnownFile]]:
+        keys = list({(to_int64(o.device), to_int64(o.inode)) for o in observed})
+        found: dict[tuple[int, int], list[KnownFile]] = {}
+        async with self.engine.connect() as conn:
+            for chunk in _chunks(keys, IN_CHUNK // 2):
+                rows = await conn.execute(
+                    _known_select().where(tuple_(files.c.device, files.c.inode).in_(chunk))
+                )
+                for row in rows:
+                    found.setdefault((row.device, row.inode), []).append(_known(row))
+        return found
+
+    async def add_pending(self, observed: Sequence[Observed]) -> list[Job]:
+        """Insert newly discovered files as pending work; returns their jobs."""
+        if not observed:
+            return []
+        now = utcnow()
+        jobs: list[Job] = []
+        async with self.engine.begin() as conn:
+            for o in observed:
+                values = _stat_values(o) | {
+                    "path": o.path,
+                    "dir": o.dir,
+                    "state": FileState.PENDING.value,
+                    "attempts": 0,
+                    "first_seen": now,
+                    "last_seen": now,
+                    "updated_at": now,
+                }
+                stmt = _dialect_insert(self.dialect, files).values(**values)
+                stmt = stmt.on_conflict_do_nothing(index_elements=["path"]).returning(files.c.id)
+                file_id = (await conn.execute(stmt)).scalar()
+                if file_id is not None:  # another instance inserted it first: it owns the job
+                    jobs.append(Job(file_id, o.path))
+        return jobs
+
+    async def mark_changed(self, changes: Sequence[tuple[KnownFile, Observed]]) -> list[Job]:
+        """Files whose stat changed (or that came back): back to pending, attempts reset."""
+        if not changes:
+            return []
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            for known, o in changes:
+                await conn.execute(
+                    update(files)
+                    .where(files.c.id == known.id)
+                    .values(
+                        **_stat_values(o),
+                        state=FileState.PENDING.value,
+                        attempts=0,
+                        error_class=None,
+                        last_error=None,
+                        missing_since=None,
+                        last_seen=now,
+                        updated_at=now,
+                    )
+                )
+        return [Job(k.id, o.path) for k, o in changes]
+
+    async def restore(self, ids: Sequence[int]) -> None:
+        """Missing files that came back unchanged: cataloged again without a read."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            for chunk in _chunks(ids, IN_CHUNK):
+                await conn.execute(
+                    update(files)
+                    .where(files.c.id.in_(chunk))
+                    .values(
+                        state=FileState.CATALOGED.value,
+                        missing_since=None,
+                        last_error=None,
+                        last_seen=now,
+                        updated_at=now,
+                    )
+                )
+
+    async def relocate(self, moves: Sequence[tuple[KnownFile, Observed]]) -> None:
+        """Same inode, same size and mtime, old path gone: a rename. No read needed."""
+        if not moves:
+            return
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            for known, o in moves:
+                await conn.execute(
+                    update(files)
+                    .where(files.c.id == known.id)
+                    .values(
+                        path=o.path,
+                        dir=o.dir,
+                        **_stat_values(o),
+                        missing_since=None,
+                        last_seen=now,
+                        updated_at=now,
+                        state=(
+                            FileState.CATALOGED.value
+                            if known.state == FileState.MISSING.value and known.recording_id
+                            else known.state
+                        ),
+                    )
+                )
+                if known.recording_id is not None:
+                    await _point_recording_at(conn, known.recording_id, o.path, replace=known.path)
+
+    async def touch(self, ids: Sequence[int]) -> None:
+        """Record that unchanged files were seen; one statement per chunk, no per-file write."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            for chunk in _chunks(ids, IN_CHUNK):
+                await conn.execute(update(files).where(files.c.id.in_(chunk)).values(last_seen=now))
+
+    async def mark_missing(self, ids: Sequence[int], reason: str | None = None) -> int:
+        if not ids:
+            return 0
+        now = utcnow()
+        count = 0
+        async with self.engine.begin() as conn:
+            for chunk in _chunks(ids, IN_CHUNK):
+                result = await conn.execute(
+                    update(files)
+                    .where(files.c.id.in_(chunk), files.c.state != FileState.MISSING.value)
+                    .values(
+                        state=FileState.MISSING.value,
+                        missing_since=now,
+                        last_error=reason,
+                        updated_at=now,
+                    )
+                    .returning(files.c.recording_id)
+                )
+                changed_rows = result.all()
+                affected = {r.recording_id for r in changed_rows if r.recording_id is not None}
+                count += len(changed_rows)
+                await _repoint_recordings(conn, affected)
+        return count
+
+    async def record_walk_failures(self, failures: Sequence[tuple[str, str, str]]) -> None:
+        """Entries the walk could not even stat (broken links, loops, bad names): failed rows."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            for path, directory, reason in failures:
+                values = {
+                    "path": path,
+                    "dir": directory,
+                    "size": 0,
+                    "mtime_ns": 0,
+                    "ctime_ns": 0,
+                    "inode": 0,
+                    "device": 0,
+                    "state": FileState.FAILED.value,
+                    "error_class": FailureClass.BAD_INPUT.value,
+                    "last_error": reason,
+                    "attempts": 1,
+                    "first_seen": now,
+                    "last_seen": now,
+                    "updated_at": now,
+                }
+                stmt = _dialect_insert(self.dialect, files).values(**values)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["path"],
+                    set_={
+                        "state": FileState.FAILED.value,
+                        "error_class": FailureClass.BAD_INPUT.value,
+                        "last_error": reason,
+                        "missing_since": None,
+                        "last_seen": now,
+                        "updated_at": now,
+                    },
+                )
+                await conn.execute(stmt)
+
+    async def files_in_dirs(self, dirs: Sequence[str]) -> list[KnownFile]:
+        out: list[KnownFile] = []
+        async with self.engine.connect() as conn:
+            for chunk in _chunks(dirs, IN_CHUNK):
+                rows = await conn.execute(
+                    _known_select().where(
+                        files.c.dir.in_(chunk), files.c.state != FileState.MISSING.value
+                    )
+                )
+                out.extend(_known(r) for r in rows)
+        return out
+
+    async def pending_jobs(self, roots: Sequence[str], after_id: int, limit: int) -> list[Job]:
+        """Pending rows under ``roots`` (all when empty), in id order, for draining the queue."""
+        where = [files.c.state == FileState.PENDING.value, files.c.id > after_id]
+        if roots:
+            where.append(or_(*[_under(r) for r in roots]))
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(files.c.id, files.c.path).where(*where).order_by(files.c.id).limit(limit)
+            )
+            return [Job(r.id, r.path) for r in rows]
+
+    # ---- results ---------------------------------------------------------------------------
+
+    async def record_results(
+        self, results: Sequence[JobResult], *, max_attempts: int
+    ) -> list[Outcome]:
+        """Apply a batch of ingest results in one transaction; returns one outcome per result."""
+        if not results:
+            return []
+        async with self.engine.begin() as conn:
+            return [await self._record_one(conn, r, max_attempts) for r in results]
+
+    async def _record_one(self, conn: AsyncConnection, jr: JobResult, max_attempts: int) -> Outcome:
+        row = (
+            await conn.execute(
+                _known_select().add_columns(files.c.attempts).where(files.c.id == jr.job.file_id)
+            )
+        ).first()
+        if row is None or row.path != jr.job.path:
+            return Outcome.UNCHANGED  # the row moved or went away meanwhile; its new job covers it
+        known = _known(row)
+        now = utcnow()
+        if jr.error is not None or jr.result is None:
+            return await self._record_failure(
+                conn, known, row.attempts, jr.error, max_attempts, now
+            )
+        res = jr.result
+        d = res.digest
+        stat = {
+            "size": d.size,
+            "mtime_ns": d.mtime_ns,
+            "ctime_ns": d.ctime_ns,
+            "inode": to_int64(d.inode),
+            "device": to_int64(d.device),
+        }
+        done = {
+            **stat,
+            "state": FileState.CATALOGED.value,
+            "error_class": None,
+            "last_error": None,
+            "missing_since": None,
+            "last_seen": now,
+            "updated_at": now,
+        }
+        existing = (
+            await conn.execute(
+                select(recordings.c.id, recordings.c.file_path).where(
+                    recordings.c.sha256_hash == d.sha256
+                )
+            )
+        ).first()
+
+        if known.recording_id is None:
+            if existing is not None:
+                source = await self._move_source(conn, existing.id, known.id)
+                if source is not None:
+                    # Same content vanished from its old place: a move, the file row lives on.
+                    await conn.execute(delete(files).where(files.c.id == known.id))
+                    await conn.execute(
+                        update(files)
+                        .where(files.c.id == source.id)
+                        .values(path=known.path, dir=os.path.dirname(known.path), **done)
+                    )
+                    await _point_recording_at(conn, existing.id, known.path, replace=source.path)
+                    return Outcome.MOVED
+                await conn.execute(
+                    update(files)
+                    .where(files.c.id == known.id)
+                    .values(recording_id=existing.id, **done)
+                )
+                return Outcome.DUPLICATE
+            rec_id = await self._insert_recording(conn, known.path, res, now)
+            await conn.execute(
+                update(files).where(files.c.id == known.id).values(recording_id=rec_id, **done)
+            )
+            return Outcome.NEW
+
+        old_id = known.recording_id
+        if existing is not None and existing.id == old_id:
+            await conn.execute(update(files).where(files.c.id == known.id).values(**done))
+            return Outcome.UNCHANGED  # touched, not changed: same bytes
+        if existing is not None:
+            await conn.execute(
+                update(files).where(files.c.id == known.id).values(recording_id=existing.id, **done)
+            )
+            await _drop_if_orphan(conn, old_id)
+            await _repoint_recordings(conn, {old_id})
+            return Outcome.CHANGED
+        others = (
+            await conn.execute(
+                select(func.count())
+                .select_from(files)
+                .where(files.c.recording_id == old_id, files.c.id != known.id)
+            )
+        ).scalar_one()
+        if others:
+            # Other paths still hold the old content: this path becomes a recording of its own.
+            rec_id = await self._insert_recording(conn, known.path, res, now)
+            await conn.execute(
+                update(files).where(files.c.id == known.id).values(recording_id=rec_id, **done)
+            )
+            await _repoint_recordings(conn, {old_id})
+        else:
+            # The only copy was edited (new tags, re-encode): same recording, new content facts.
+            await conn.execute(
+                update(recordings)
+                .where(recordings.c.id == old_id)
+                .values(
+                    sha256_hash=d.sha256,
+                    xxh128_hash=d.xxh128,
+                    size=d.size,
+                    format=res.format.value,
+                    file_path=known.path,
+                    file_name=os.path.basename(known.path),
+                    updated_at=now,
+                )
+            )
+            await _replace_metadata(conn, old_id, res)
+            await conn.execute(update(files).where(files.c.id == known.id).values(**done))
+        return Outcome.CHANGED
+
+    async def _record_failure(
+        self,
+        conn: AsyncConnection,
+        known: KnownFile,
+        attempts: int,
+        error: FileJobError | None,
+        max_attempts: int,
+        now: datetime,
+    ) -> Outcome:
+        reason = error.reason if error else "no result"
+        klass = error.failure_class if error else FailureClass.BUG
+        attempts += 1
+        if isinstance(error, FileVanished) and not _exists(known.path):
+            await conn.execute(
+                update(files)
+                .where(files.c.id == known.id)
+                .values(
+                    state=FileState.MISSING.value,
+                    missing_since=now,
+                    last_error="vanished while being scanned",
+                    attempts=attempts,
+                    updated_at=now,
+                )
+            )
+            if known.recording_id is not None:
+                await _repoint_recordings(conn, {known.recording_id})
+            return Outcome.MISSING
+        retry = klass is FailureClass.TRANSIENT and attempts < max_attempts
+        await conn.execute(
+            update(files)
+            .where(files.c.id == known.id)
+            .values(
+                state=FileState.PENDING.value if retry else FileState.FAILED.value,
+                error_class=klass.value,
+                last_error=reason,
+                attempts=attempts,
+                last_seen=now,
+                updated_at=now,
+            )
+        )
+        return Outcome.RETRY if retry else Outcome.FAILED
+
+    async def _move_source(
+        self, conn: AsyncConnection, recording_id: uuid.UUID, exclude: int
+    ) -> KnownFile | None:
+        rows = await conn.execute(
+            _known_select().where(files.c.recording_id == recording_id, files.c.id != exclude)
+        )
+        for row in rows:
+            candidate = _known(row)
+            if candidate.state == FileState.MISSING.value or not _exists(candidate.path):
+                return candidate
+        return None
+
+    async def _insert_recording(
+        self, conn: AsyncConnection, path: str, res: IngestResult, now: datetime
+    ) -> uuid.UUID:
+        d = res.digest
+        stmt = (
+            _dialect_insert(self.dialect, recordings)
+            .values(
+                id=uuid.uuid4(),
+                file_path=path,
+                file_name=os.path.basename(path),
+                sha256_hash=d.sha256,
+                xxh128_hash=d.xxh128,
+                size=d.size,
+                format=res.format.value,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing()
+            .returning(recordings.c.id)
+        )
+        rec_id: uuid.UUID | None = (await conn.execute(stmt)).scalar()
+        if rec_id is None:
+            # Same sha256 inserted concurrently (another instance) or an xxh128-only collision.
+            rec_id = (
+                await conn.execute(
+                    select(recordings.c.id).where(
+                        or_(
+                            recordings.c.sha256_hash == d.sha256,
+                            recordings.c.xxh128_hash == d.xxh128,
+                        )
+                    )
+                )
+            ).scalar_one()
+            return rec_id
+        await _replace_metadata(conn, rec_id, res)
+        return rec_id
+
+    # ---- maintenance and reporting ---------------------------------------------------------
+
+    async def purge_missing(self, older_than: timedelta) -> int:
+        cutoff = utcnow() - older_than
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                delete(files)
+                .where(files.c.state == FileState.MISSING.value, files.c.missing_since < cutoff)
+                .returning(files.c.recording_id)
+            )
+            affected = {r.recording_id for r in result if r.recording_id is not None}
+            for rec_id in affected:
+                await _drop_if_orphan(conn, rec_id)
+            return len(affected)
+
+    async def status(self, failures: int = 10) -> CatalogStatus:
+        st = CatalogStatus()
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(files.c.state, func.count()).group_by(files.c.state))
+            st.files_by_state = {state.value: 0 for state in FileState}
+            st.files_by_state.update({r[0]: r[1] for r in rows})
+            st.recordings = (
+                await conn.execute(select(func.count()).select_from(recordings))
+            ).scalar_one()
+            dup = _duplicate_counts().subquery()
+            agg = (
+                await conn.execute(
+                    select(func.count(), func.coalesce(func.sum(dup.c.n), 0)).select_from(dup)
+                )
+            ).one()
+            st.duplicate_recordings, st.duplicate_files = int(agg[0]), int(agg[1])
+            rows = await conn.execute(
+                select(files.c.path, files.c.error_class, files.c.last_error, files.c.updated_at)
+                .where(files.c.state == FileState.FAILED.value)
+                .order_by(files.c.updated_at.desc(), files.c.id.desc())
+                .limit(failures)
+            )
+            st.recent_failures = [
+                Failure(r.path, r.error_class or "", r.last_error or "", r.updated_at) for r in rows
+            ]
+        return st
+
+    async def duplicates(self, limit: int = 100) -> list[DuplicateGroup]:
+        async with self.engine.connect() as conn:
+            dup = _duplicate_counts().limit(limit).subquery()
+            rows = await conn.execute(
+                select(recordings.c.id, recordings.c.sha256_hash, recordings.c.size, files.c.path)
+                .join(dup, dup.c.recording_id == recordings.c.id)
+                .join(files, files.c.recording_id == recordings.c.id)
+                .where(files.c.state != FileState.MISSING.value)
+                .order_by(recordings.c.size.desc(), recordings.c.id, files.c.path)
+            )
+            groups: dict[uuid.UUID, DuplicateGroup] = {}
+            for r in rows:
+                g = groups.setdefault(r.id, DuplicateGroup(r.id, r.sha256_hash, r.size, []))
+                g.paths.append(r.path)
+            return list(groups.values())
+
+    async def recording_for_path(self, path: str) -> dict[str, Any] | None:
+        """The recording at ``path`` with its metadata, for `tracktiond show` and tests."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        files,
+                        recordings.c.sha256_hash,
+                        recordings.c.xxh128_hash,
+                        recordings.c.file_path.label("recording_path"),
+                    )
+                    .select_from(
+                        files.outerjoin(recordings, files.c.recording_id == recordings.c.id)
+                    )
+                    .where(files.c.path == path)
+                )
+            ).first()
+            if row is None:
+                return None
+            data = dict(row._mapping)
+            meta: dict[str, str] = {}
+            if row.recording_id is not None:
+                for m in await conn.execute(
+                    select(metadata_entries.c.key, metadata_entries.c.value).where(
+                        metadata_entries.c.recording_id == row.recording_id
+                    )
+                ):
+                    meta[m.key] = m.value
+            data["metadata"] = meta
+            return data
+
+
+# ---- helpers (module-private) ---------------------------------------------------------------
+
+
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    text_ = str(orig or exc).strip().splitlines()
+    return text_[0] if text_ else type(exc).__name__
+
+
+def _chunks(items: Sequence[Any] | Iterable[Any], size: int) -> Iterable[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _under(root: str) -> Any:
+    # Path range instead of LIKE: no escaping of % and _, and it uses the unique index.
+    root = root.rstrip("/") or "/"
+    prefix = root if root == "/" else root + "/"
+    upper = prefix[:-1] + chr(ord("/") + 1)
+    return or_(files.c.path == root, and_(files.c.path >= prefix, files.c.path < upper))
+
+
+def _known_select() -> Any:
+    return select(
+        files.c.id,
+        files.c.path,
+        files.c.size,
+        files.c.mtime_ns,
+        files.c.ctime_ns,
+        files.c.inode,
+        files.c.device,
+        files.c.state,
+        files.c.recording_id,
+    )
+
+
+def _known(row: Any) -> KnownFile:
+    return KnownFile(
+        id=row.id,
+        path=row.path,
+        size=row.size,
+        mtime_ns=row.mtime_ns,
+        ctime_ns=row.ctime_ns,
+        inode=row.inode,
+        device=row.device,
+        state=row.state,
+        recording_id=row.recording_id,
+    )
+
+
+def _stat_values(o: Observed) -> dict[str, int]:
+    return {
+        "size": o.size,
+        "mtime_ns": o.mtime_ns,
+        "ctime_ns": o.ctime_ns,
+        "inode": to_int64(o.inode),
+        "device": to_int64(o.device),
+    }
+
+
+def _dialect_insert(dialect: str, table: Any) -> Any:
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(table)
+
+
+def _duplicate_counts() -> Any:
+    return (
+        select(files.c.recording_id, func.count().label("n"))
+        .where(files.c.recording_id.is_not(None), files.c.state != FileState.MISSING.value)
+        .group_by(files.c.recording_id)
+        .having(func.count() > 1)
+    )
+
+
+async def _replace_metadata(conn: AsyncConnection, rec_id: uuid.UUID, res: IngestResult) -> None:
+    await conn.execute(
+        delete(metadata_entries).where(
+            metadata_entries.c.recording_id == rec_id,
+            metadata_entries.c.source.in_(("tags", "stream")),
+        )
+    )
+    rows = [
+        {"recording_id": rec_id, "key": k, "value": v, "source": "tags"}
+        for k, v in res.tags.items()
+    ] + [
+        {"recording_id": rec_id, "key": k, "value": v, "source": "stream"}
+        for k, v in res.stream.items()
+    ]
+    if rows:
+        await conn.execute(insert(metadata_entries), rows)
+
+
+async def _point_recording_at(
+    conn: AsyncConnection, rec_id: uuid.UUID, path: str, *, replace: str
+) -> None:
+    await conn.execute(
+        update(recordings)
+        .where(recordings.c.id == rec_id, recordings.c.file_path == replace)
+        .values(file_path=path, file_name=os.path.basename(path), updated_at=utcnow())
+    )
+
+
+async def _repoint_recordings(conn: AsyncConnection, rec_ids: Iterable[uuid.UUID]) -> None:
+    """Keep each recording's file_path on a present file when its current one went away."""
+    for rec_id in rec_ids:
+        current = (
+            await conn.execute(select(recordings.c.file_path).where(recordings.c.id == rec_id))
+        ).scalar()
+        if current is None:
+            continue
+        present = (
+            (
+                await conn.execute(
+                    select(files.c.path)
+                    .where(files.c.recording_id == rec_id, files.c.state != FileState.MISSING.value)
+                    .order_by(files.c.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if present and current not in present:
+            await conn.execute(
+                update(recordings)
+                .where(recordings.c.id == rec_id)
+                .values(file_path=present[0], file_name=os.path.basename(present[0]))
+            )
+
+
+async def _drop_if_orphan(conn: AsyncConnection, rec_id: uuid.UUID) -> None:
+    remaining = (
+        await conn.execute(
+            select(func.count()).select_from(files).where(files.c.recording_id == rec_id)
+        )
+    ).scalar_one()
+    if remaining == 0:
+        await conn.execute(delete(recordings).where(recordings.c.id == rec_id))
+
+
+def _exists(path: str) -> bool:
+    # One lstat while deciding move-versus-copy inside a short transaction; cheap on local
+    # disks, and the alternative (deciding outside) would race with the disk changing.
+    return os.path.lexists(path)

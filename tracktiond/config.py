@@ -1,0 +1,304 @@
+"""Configuration: one TOML file plus environment overrides, validated before anything starts.
+
+Validation is cheap and happens first (nothing is opened or connected here), so a bad file is
+reported at once with the file, the key and what was expected, and a reload can reject a bad new
+file while the running configuration stays in force.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from tracktiond.errors import ConfigError
+
+CONFIG_ENV = "TRACKTIOND_CONFIG"
+DATABASE_URL_ENV = "TRACKTIOND_DATABASE_URL"
+GRAPH_ENV = {
+    "uri": "TRACKTIOND_GRAPH_URI",
+    "user": "TRACKTIOND_GRAPH_USER",
+    "password": "TRACKTIOND_GRAPH_PASSWORD",
+}
+REDACTED = "********"
+SUPPORTED_DRIVERS = {"sqlite+aiosqlite", "postgresql+asyncpg"}
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a typo must not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LibraryConfig(_Section):
+    roots: list[Path] = Field(default_factory=list)
+    # Delete catalog rows of files that have been missing this many days; 0 keeps them forever.
+    purge_missing_after_days: Annotated[float, Field(ge=0)] = 0
+    # Seconds between reconciliations of a root the watcher cannot cover (network mounts, ...).
+    poll_interval: Annotated[float, Field(gt=0)] = 300.0
+    # Seconds between full reconciliations of every root; 0 disables them.
+    full_reconcile_interval: Annotated[float, Field(ge=0)] = 0.0
+    # Seconds a file's size and mtime must stay unchanged before it is processed.
+    settle_interval: Annotated[float, Field(ge=0)] = 2.0
+    follow_symlinks: bool = True
+
+    @field_validator("roots", mode="before")
+    @classmethod
+    def _roots_are_strings(cls, value: Any) -> Any:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ValueError("expected a list of non-empty directory paths (strings)")
+        return value
+
+
+class ScanConfig(_Section):
+    # Files hashed and read at once; 0 picks a value from the CPU count.
+    concurrency: Annotated[int, Field(ge=0, le=256)] = 0
+    # A file whose processing fails transiently this many times is marked failed for good.
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+
+
+class DatabaseConfig(_Section):
+    url: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            url = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError(f"not a database URL ({exc})") from None
+        driver = url.drivername
+        if driver in ("sqlite", "sqlite+pysqlite"):
+            driver = "sqlite+aiosqlite"
+        elif driver in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+psycopg"):
+            driver = "postgresql+asyncpg"
+        if driver not in SUPPORTED_DRIVERS:
+            raise ValueError(
+                "expected a sqlite:// or postgresql:// URL "
+                f"(drivers: {', '.join(sorted(SUPPORTED_DRIVERS))}), got {url.drivername!r}"
+            )
+        return url.set(drivername=driver).render_as_string(hide_password=False)
+
+
+class HttpConfig(_Section):
+    listen: str = "127.0.0.1:9847"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("expected HOST:PORT with a port between 1 and 65535")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class TaggingConfig(_Section):
+    write: bool = False
+    overwrite: bool = False
+    key_notation: Literal["standard", "camelot", "openkey"] = "standard"
+
+
+class GraphConfig(_Section):
+    uri: str = ""
+    user: str = "neo4j"
+    password: SecretStr = SecretStr("")
+    database: str = "neo4j"
+
+    @field_validator("uri")
+    @classmethod
+    def _bolt_uri(cls, value: str) -> str:
+        schemes = ("bolt://", "bolt+s://", "bolt+ssc://", "neo4j://", "neo4j+s://", "neo4j+ssc://")
+        if value and not value.startswith(schemes):
+            raise ValueError("expected a bolt:// or neo4j:// URI (or empty for no graph)")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.uri)
+
+
+class WorkersConfig(_Section):
+    # Worker tasks in the daemon; 0 means the number of CPUs.
+    count: Annotated[int, Field(ge=0, le=512)] = 0
+
+
+class DaemonConfig(_Section):
+    shutdown_grace: Annotated[float, Field(ge=0)] = 30.0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(_Section):
+    library: LibraryConfig = LibraryConfig()
+    scan: ScanConfig = ScanConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    http: HttpConfig = HttpConfig()
+    tagging: TaggingConfig = TaggingConfig()
+    graph: GraphConfig = GraphConfig()
+    workers: WorkersConfig = WorkersConfig()
+    daemon: DaemonConfig = DaemonConfig()
+
+    # Where the configuration came from (None: built-in defaults); not a TOML key.
+    source: Path | None = Field(default=None, exclude=True)
+    state_dir: Path = Field(default_factory=lambda: default_state_dir(), exclude=True)
+
+    @property
+    def database_url(self) -> str:
+        """The effective SQLAlchemy URL: configured, else SQLite in the state directory."""
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{self.state_dir / 'catalog.db'}"
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration as plain data, with every secret replaced."""
+        data = self.model_dump(mode="json")
+        data["database"]["url"] = redact_url(self.database_url)
+        data["graph"]["password"] = REDACTED if self.graph.password.get_secret_value() else ""
+        data["library"]["roots"] = [str(p) for p in self.library.roots]
+        return data
+
+
+def redact_url(url: str) -> str:
+    """A database URL safe for logs and output."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return REDACTED
+
+
+def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """systemd's $STATE_DIRECTORY when set, else the XDG state directory."""
+    env = os.environ if environ is None else environ
+    if env.get("STATE_DIRECTORY"):
+        # systemd passes a colon-separated list when several StateDirectory= are set.
+        return Path(env["STATE_DIRECTORY"].split(":")[0])
+    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "tracktiond"
+
+
+def candidate_paths(environ: Mapping[str, str] | None = None) -> list[Path]:
+    """The usual places, in the order they are tried when no --config is given."""
+    env = os.environ if environ is None else environ
+    xdg = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    paths = [Path(xdg) / "tracktiond" / "tracktiond.toml", Path("/etc/tracktiond/tracktiond.toml")]
+    if env.get("CONFIGURATION_DIRECTORY"):  # systemd's ConfigurationDirectory=
+        paths.insert(0, Path(env["CONFIGURATION_DIRECTORY"].split(":")[0]) / "tracktiond.toml")
+    return paths
+
+
+def find_config_file(
+    explicit: Path | None, environ: Mapping[str, str] | None = None
+) -> Path | None:
+    env = os.environ if environ is None else environ
+    if explicit is not None:
+        return explicit
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    for path in candidate_paths(env):
+        if path.is_file():
+            return path
+    return None
+
+
+def load_config(explicit: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Find, read and validate the configuration; raises ConfigError with a precise message."""
+    env = os.environ if environ is None else environ
+    path = find_config_file(explicit, env)
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a directory, expected a TOML file") from None
+        except PermissionError:
+            raise ConfigError(f"{path}: permission denied") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return config_from_mapping(raw, path, env)
+
+
+def config_from_mapping(
+    raw: Mapping[str, Any], source: Path | None, environ: Mapping[str, str] | None = None
+) -> Config:
+    env = os.environ if environ is None else environ
+    data: dict[str, Any] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
+    _apply_env(data, env)
+    where = str(source) if source else "built-in defaults"
+    try:
+        config = Config.model_validate(
+            {**data, "source": source, "state_dir": default_state_dir(env)}
+        )
+    except ValidationError as exc:
+        raise ConfigError(_describe(where, exc)) from None
+    base = source.parent if source else Path.cwd()
+    roots = [_resolve_root(p, base) for p in config.library.roots]
+    library = config.library.model_copy(update={"roots": roots})
+    return config.model_copy(update={"library": library})
+
+
+def _resolve_root(path: Path, base: Path) -> Path:
+    # Relative roots are relative to the config file, so a config works from any cwd.
+    expanded = path.expanduser()
+    return Path(os.path.abspath(expanded if expanded.is_absolute() else base / expanded))
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    if env.get(DATABASE_URL_ENV):
+        data.setdefault("database", {})
+        if isinstance(data["database"], dict):
+            data["database"]["url"] = env[DATABASE_URL_ENV]
+    for key, var in GRAPH_ENV.items():
+        if env.get(var):
+            data.setdefault("graph", {})
+            if isinstance(data["graph"], dict):
+                data["graph"][key] = env[var]
+
+
+def _describe(where: str, exc: ValidationError) -> str:
+    lines = [f"{where}: invalid configuration"]
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        if loc and loc[0] in ("source", "state_dir"):
+            continue
+        if len(loc) >= 2:
+            key = f"[{loc[0]}] {'.'.join(loc[1:])}"
+        elif loc:
+            key = f"[{loc[0]}]" if err["type"] != "extra_forbidden" else loc[0]
+        else:
+            key = "(top level)"
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] in ("model_type", "model_attributes_type"):
+            msg = "expected a table (section)"
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            given = err.get("input")
+            shown = err["type"] != "missing" and not isinstance(given, dict | SecretStr)
+            if shown and "password" not in key:  # never echo a secret back
+                msg += f" (got {given!r})"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)

@@ -1,0 +1,56 @@
+"""The exception hierarchy: one root, and one class per failure *kind*.
+
+Failures are classified once, at the boundary where they happen (DESIGN invariant 5):
+bad input is recorded and not retried, transient failures are retried with backoff,
+anything else is a bug that is logged with its traceback and costs one file.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class FailureClass(StrEnum):
+    """How a failed job is treated; stored in the catalog and used as a metric label."""
+
+    BAD_INPUT = "bad_input"  # unreadable, unsupported, corrupt: recorded, not retried
+    TRANSIENT = "transient"  # changed or vanished while being read, I/O hiccup: retried
+    BUG = "bug"  # an exception we did not expect: logged with traceback, file marked failed
+
+
+class TracktiondError(Exception):
+    """Root of every error tracktiond raises on purpose."""
+
+
+class ConfigError(TracktiondError):
+    """The configuration is invalid; the message names the file, the key and what was expected."""
+
+
+class CatalogUnavailable(TracktiondError):
+    """The catalog database cannot be reached or used (a transient, operational failure)."""
+
+
+class FileJobError(TracktiondError):
+    """Processing one file failed; carries the failure class and a reason fit for users."""
+
+    failure_class: FailureClass = FailureClass.BUG
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class BadInput(FileJobError):
+    """The file itself is the problem (not audio, corrupt, unreadable, bad name)."""
+
+    failure_class = FailureClass.BAD_INPUT
+
+
+class TransientFileError(FileJobError):
+    """The file changed or vanished while it was being read; trying again later may work."""
+
+    failure_class = FailureClass.TRANSIENT
+
+
+class FileVanished(TransientFileError):
+    """The file disappeared between discovery and reading."""

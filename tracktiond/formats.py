@@ -1,0 +1,137 @@
+"""Which files are audio, and what they really contain.
+
+Discovery is by extension (so unchanged and non-audio files cost nothing but a directory
+listing); identity is by content: the first bytes of every candidate are sniffed, because real
+libraries contain files whose extension lies (an ``.ogg`` that is RIFF WAVE).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AudioFormat(StrEnum):
+    MP3 = "mp3"
+    AAC = "aac"  # raw ADTS stream
+    FLAC = "flac"
+    OGG_VORBIS = "ogg_vorbis"
+    OGG_OPUS = "ogg_opus"
+    OGG_FLAC = "ogg_flac"
+    OGG_SPEEX = "ogg_speex"
+    MP4 = "mp4"  # M4A/MP4 (AAC or ALAC inside)
+    WAV = "wav"
+    AIFF = "aiff"
+    ASF = "asf"  # WMA
+    WAVPACK = "wavpack"
+    APE = "ape"  # Monkey's Audio
+    MUSEPACK = "musepack"
+    DSF = "dsf"
+
+
+# Extensions whose files are candidates. Lower case, without the dot.
+AUDIO_EXTENSIONS: frozenset[str] = frozenset(
+    {
+        "mp3", "mp2", "flac", "ogg", "oga", "opus", "spx", "m4a", "m4b", "mp4", "aac", "alac",
+        "wav", "wave", "aif", "aiff", "aifc", "wma", "asf", "wv", "ape", "mpc", "dsf",
+    }
+)  # fmt: skip
+
+# How many leading bytes sniffing needs; the hashing read hands over its first chunk.
+SNIFF_BYTES = 4096
+
+# Names that are never finished audio: partial downloads, editors' and sync tools' temp files.
+_TEMP_SUFFIXES = (".part", ".crdownload", ".partial", ".download", ".tmp", ".temp", "~", ".swp")
+
+
+def extension(name: str) -> str:
+    dot = name.rfind(".")
+    return name[dot + 1 :].lower() if dot > 0 else ""
+
+
+def is_candidate(name: str) -> bool:
+    """Should a file with this name be cataloged? Decided without touching the file."""
+    if name.startswith((".~", ".#", "._")) or name.endswith(_TEMP_SUFFIXES):
+        return False
+    if name.startswith(".") and ".tracktiond-" in name:  # our own tag-writing temp files
+        return False
+    return extension(name) in AUDIO_EXTENSIONS
+
+
+def _id3_size(head: bytes) -> int:
+    # ID3v2 size is a 28-bit "syncsafe" integer; +10 header, +10 if a footer is flagged.
+    size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
+    return size + 10 + (10 if head[5] & 0x10 else 0)
+
+
+def sniff(head: bytes) -> AudioFormat | None:
+    """The audio format the leading bytes announce, or None when they are not audio we know."""
+    if len(head) < 4:
+        return None
+    if head.startswith(b"ID3") and len(head) >= 10:
+        # An ID3v2 tag prefixes MP3 mostly, but FLAC/AAC/APE with ID3 exist: look behind it.
+        behind = head[_id3_size(head) :]
+        if len(behind) >= 4:
+            inner = sniff(behind)
+            if inner is not None:
+                return inner
+        return AudioFormat.MP3
+    if head.startswith(b"fLaC"):
+        return AudioFormat.FLAC
+    if head.startswith(b"OggS"):
+        return _sniff_ogg(head)
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return AudioFormat.WAV
+    if head[:4] in (b"RF64", b"BW64") and head[8:12] == b"WAVE":
+        return AudioFormat.WAV
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return AudioFormat.AIFF
+    if head[4:8] == b"ftyp":
+        return AudioFormat.MP4
+    if head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"):
+        return AudioFormat.ASF
+    if head.startswith(b"wvpk"):
+        return AudioFormat.WAVPACK
+    if head.startswith(b"MAC "):
+        return AudioFormat.APE
+    if head.startswith((b"MPCK", b"MP+")):
+        return AudioFormat.MUSEPACK
+    if head.startswith(b"DSD "):
+        return AudioFormat.DSF
+    return _sniff_frame_sync(head)
+
+
+def _sniff_ogg(head: bytes) -> AudioFormat | None:
+    # The first page carries exactly one packet: the codec's identification header.
+    if len(head) < 28:
+        return None
+    segments = head[26]
+    packet = head[27 + segments : 27 + segments + 16]
+    if packet.startswith(b"\x01vorbis"):
+        return AudioFormat.OGG_VORBIS
+    if packet.startswith(b"OpusHead"):
+        return AudioFormat.OGG_OPUS
+    if packet.startswith(b"\x7fFLAC"):
+        return AudioFormat.OGG_FLAC
+    if packet.startswith(b"Speex   "):
+        return AudioFormat.OGG_SPEEX
+    return None
+
+
+def _sniff_frame_sync(head: bytes) -> AudioFormat | None:
+    # MPEG audio and ADTS have no magic, only an 11/12-bit frame sync. Require two consecutive
+    # plausible frame headers-worth of evidence is overkill here; one valid header at offset 0
+    # is what players accept too.
+    b0, b1 = head[0], head[1]
+    if b0 != 0xFF or (b1 & 0xE0) != 0xE0:
+        return None
+    if (b1 & 0xF6) == 0xF0:  # 12-bit sync and layer 00: ADTS AAC
+        return AudioFormat.AAC
+    layer = (b1 >> 1) & 0x3
+    version = (b1 >> 3) & 0x3
+    if layer == 0 or version == 1 or len(head) < 3:
+        return None
+    bitrate_index = head[2] >> 4
+    sample_rate_index = (head[2] >> 2) & 0x3
+    if bitrate_index in (0, 15) or sample_rate_index == 3:
+        return None
+    return AudioFormat.MP3
