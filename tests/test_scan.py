@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
+import traceback
 from pathlib import Path
 from typing import Any
 
+import anyio
 import audiogen
 import pytest
 
@@ -379,3 +382,74 @@ async def test_purge_missing_is_a_config_option(catalog: Catalog, library: Path)
     status = await catalog.status()
     assert status.files_by_state["missing"] == 0
     assert status.recordings == 0
+
+
+def _scan_as(user: str | None, db_url: str, root: Path) -> None:
+    """Scan in a forked child that drops root first (root reads every file regardless of mode)."""
+
+    async def body() -> None:
+        cat = await Catalog.open(db_url)
+        try:
+            await scan(cat, root)
+        finally:
+            await cat.close()
+
+    if user is None:
+        anyio.run(body)
+        return
+    pw = pwd.getpwnam(user)
+
+    async def warm_up() -> None:
+        cat = await Catalog.open(db_url)  # loads the lazily imported driver modules
+        try:
+            await cat.status()
+        finally:
+            await cat.close()
+
+    anyio.run(warm_up)
+    pid = os.fork()
+    if pid == 0:  # child: no exec, so unreadable interpreter paths under /root do not matter
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(pw.pw_gid)
+            os.setuid(pw.pw_uid)
+            os.environ["HOME"] = str(root.parent)  # libpq-style lookups of ~/.postgresql
+            anyio.run(body)
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_permission_denied_file_is_recorded(db_url: str, tmp_path: Path, library: Path) -> None:
+    user = "nobody" if os.geteuid() == 0 else None
+    secret = audiogen.make_audio(library / "secret.flac", seconds=0.3)
+    audiogen.make_audio(library / "open.flac", seconds=0.3, seed=5)
+    _scan_as(None, db_url, library)  # cataloged while readable
+    if user is not None:
+        # the library and the catalog's SQLite files must be usable by the unprivileged user
+        uid = pwd.getpwnam(user).pw_uid
+        for path in [tmp_path, *tmp_path.rglob("*")]:
+            os.chown(path, uid, -1)
+        for parent in tmp_path.parents:  # pytest's base temp dir is private to root
+            if parent == Path("/tmp") or parent == parent.parent:
+                break
+            parent.chmod(parent.stat().st_mode | 0o005)
+    secret.chmod(0o000)
+    os.utime(secret, ns=(1, 10**9))  # a change, so the next scan reads it again
+    _scan_as(user, db_url, library)
+
+    async def check() -> dict[str, Any]:
+        cat = await Catalog.open(db_url)
+        try:
+            return await info(cat, secret)
+        finally:
+            await cat.close()
+
+    data = anyio.run(check)
+    assert data["state"] == "failed"
+    assert data["last_error"] == "permission denied"

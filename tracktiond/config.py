@@ -70,7 +70,8 @@ class ScanConfig(_Section):
 
 
 class DatabaseConfig(_Section):
-    url: str = ""
+    # May hold a password: kept out of repr(); printed only through redact_url().
+    url: str = Field(default="", repr=False)
 
     @field_validator("url")
     @classmethod
@@ -298,7 +299,7 @@ def _describe(where: str, exc: ValidationError) -> str:
             msg = err["msg"].removeprefix("Value error, ")
             given = err.get("input")
             shown = err["type"] != "missing" and not isinstance(given, dict | SecretStr)
-            if shown and "password" not in key:  # never echo a secret back
+            if shown and "password" not in key and "url" not in key:  # never echo secrets
                 msg += f" (got {given!r})"
         lines.append(f"  {key}: {msg}")
     return "\n".join(lines)

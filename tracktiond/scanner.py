@@ -273,6 +273,7 @@ class Scanner:
         changed: list[tuple[KnownFile, Observed]] = []
         unchanged: list[int] = []
         restored: list[int] = []
+        still_failed: list[int] = []
         queued: list[Job] = []
         for seen in batch.files:
             k = known.pop(seen.path, None)
@@ -287,8 +288,11 @@ class Scanner:
                         restored.append(k.id)
                     else:
                         changed.append((k, seen))
-                elif k.state == FileState.FAILED.value and k.ctime_ns != seen.ctime_ns:
-                    changed.append((k, seen))  # permissions fixed, say: worth another try
+                elif k.state == FileState.FAILED.value:
+                    if k.ctime_ns != seen.ctime_ns:
+                        changed.append((k, seen))  # permissions fixed, say: worth another try
+                    else:
+                        still_failed.append(k.id)  # not read again, but still reported
                 else:
                     unchanged.append(k.id)
             else:
@@ -321,7 +325,7 @@ class Scanner:
         await self.catalog.relocate(moved)
         queued += await self.catalog.add_pending(new)
         queued += await self.catalog.mark_changed(changed)
-        await self.catalog.touch(unchanged)
+        await self.catalog.touch(unchanged + still_failed)
         await self.catalog.restore(restored)
         if failures:
             await self.catalog.record_walk_failures([(f.path, f.dir, f.reason) for f in failures])
@@ -329,7 +333,7 @@ class Scanner:
 
         self.summary.count(Outcome.UNCHANGED, len(unchanged) + len(restored))
         self.summary.count(Outcome.MOVED, len(moved))
-        self.summary.count(Outcome.FAILED, len(failures))
+        self.summary.count(Outcome.FAILED, len(failures) + len(still_failed))
         self.progress.queued(len(queued))
         for job in queued:
             await jobs.send(job)
