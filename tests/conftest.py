@@ -17,9 +17,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from pgserver import PostgresServer  # noqa: E402
+from pgserver import PostgresServer
 
-from tracktiond.catalog import Catalog  # noqa: E402
+from tracktiond.catalog import Catalog
 
 BACKENDS = ("sqlite", "postgres")
 

@@ -465,6 +465,8 @@ def main() -> int:
     def terminate(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    # Explicit, so Ctrl-C works even when started in the background (SIGINT inherited as ignored).
+    signal.signal(signal.SIGINT, terminate)
     signal.signal(signal.SIGTERM, terminate)
     with PostgresServer() as pg:
         print(pg.dsn("postgres"))

@@ -67,7 +67,9 @@ def test_scan_then_status_json(library: Path, cli_env: dict[str, str]) -> None:
     assert (again["unchanged"], again["failed"], again["new"]) == (3, 1, 0)
 
 
-def test_human_summary_and_configured_roots(tmp_path: Path, library: Path, cli_env: dict[str, str]) -> None:
+def test_human_summary_and_configured_roots(
+    tmp_path: Path, library: Path, cli_env: dict[str, str]
+) -> None:
     audiogen.make_audio(library / "x.wav", seconds=0.3)
     config = tmp_path / "t.toml"
     config.write_text(f'[library]\nroots = ["{library.name}"]\n')  # relative to the file
@@ -77,7 +79,9 @@ def test_human_summary_and_configured_roots(tmp_path: Path, library: Path, cli_e
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_config_errors_exit_78_with_a_precise_message(tmp_path: Path, cli_env: dict[str, str]) -> None:
+def test_config_errors_exit_78_with_a_precise_message(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
     config = tmp_path / "bad.toml"
     config.write_text('[library]\nroots = ["/m"]\n[http]\nlisten = "nowhere"\n')
     for command in (["scan"], ["status"], ["check-config"], ["db", "upgrade"]):
@@ -119,4 +123,4 @@ def test_db_upgrade_is_idempotent(cli_env: dict[str, str]) -> None:
     for _ in range(2):
         proc = run("db", "upgrade", env=cli_env)
         assert proc.returncode == 0, proc.stderr
-        assert "revision 0001" in proc.stdout
+        assert "revision 0002" in proc.stdout

@@ -95,7 +95,10 @@ def test_config_file_search_order(tmp_path: Path) -> None:
         ("[library]\nroots = 42\n", "[library] roots: expected a list of non-empty directory"),
         ('[http]\nlisten = "127.0.0.1:70000"\n', "[http] listen: expected HOST:PORT"),
         ('[tagging]\nwrite = "yes please"\n', "[tagging] write: Input should be a valid boolean"),
-        ('[database]\nurl = "mysql://x/y"\n', "[database] url: expected a sqlite:// or postgresql://"),
+        (
+            '[database]\nurl = "mysql://x/y"\n',
+            "[database] url: expected a sqlite:// or postgresql://",
+        ),
         ('[graph]\nuri = "http://x"\n', "[graph] uri: expected a bolt:// or neo4j:// URI"),
         ("[workers]\ncount = -1\n", "[workers] count: Input should be greater than or equal to 0"),
         ("library = 3\n", "[library]: expected a table"),

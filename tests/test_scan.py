@@ -13,7 +13,7 @@ import anyio
 import audiogen
 import pytest
 
-from tracktiond import scanner as scanner_module
+from tracktiond import ingest as ingest_module
 from tracktiond.catalog import Catalog
 from tracktiond.catalog.store import Outcome
 from tracktiond.scanner import Scanner, ScanSummary
@@ -50,13 +50,13 @@ async def info(catalog: Catalog, path: Path) -> dict[str, Any]:
 def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record every file the scanner reads (the ingest stage is the only reader)."""
     calls: list[str] = []
-    real = scanner_module.ingest_file
+    real = ingest_module.ingest_file
 
     def counting(path: str) -> Any:
         calls.append(path)
         return real(path)
 
-    monkeypatch.setattr(scanner_module, "ingest_file", counting)
+    monkeypatch.setattr(ingest_module, "ingest_file", counting)
     return calls
 
 

@@ -300,6 +300,7 @@ async def show(path: Path, config_path: Path | None, as_json: bool) -> int:
     ):
         if data.get(key) is not None:
             click.echo(f"{key}: {data[key]}")
-    for key, value in sorted(data["metadata"].items()):
+    metadata: dict[str, str] = info["metadata"]
+    for key, value in sorted(metadata.items()):
         click.echo(f"  {key} = {value}")
     return EXIT_OK

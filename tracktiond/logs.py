@@ -65,8 +65,8 @@ def _journal_available() -> bool:
 def setup_logging(level: str = "info", fmt: LogFormat | None = None) -> None:
     fmt = fmt or default_format()
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
     handler: logging.Handler
     if fmt == "journal":
         from systemd.journal import JournalHandler

@@ -1,15 +1,13 @@
 """Reconciling the catalog with the disk: the one-shot scan and the daemon's reconcile walks.
 
-Three concurrent parts, connected by bounded streams so memory stays flat whatever the library
-size (the database holds the backlog, DESIGN invariant 1):
+The Reconciler walks directories (on a thread, batch by batch) and compares each batch with the
+catalog: unchanged files cost their `stat` and nothing else (DESIGN invariant 3); new and changed
+files become pending rows, which are the work queue; renames with the same inode are re-pointed
+without any read; vanished files are marked missing. It never reads a file.
 
-    walk (thread) --batches--> reconcile --jobs--> N ingest workers (threads) --results--> writer
-
-* reconcile compares each batch with the catalog: unchanged files cost their `stat` and nothing
-  else (invariant 3); new and changed files become pending rows (the queue) and jobs; renames
-  with the same inode are re-pointed without any read; vanished files are marked missing.
-* workers hash and read tags (tracktiond.ingest) on threads; the writer applies results in
-  batched transactions.
+The Scanner runs a Reconciler and an IngestPool (tracktiond.workers) side by side: the pool claims
+the pending rows as they appear and hashes and reads them. Memory stays flat whatever the library
+size: batches and in-flight jobs are bounded, the database holds the backlog.
 """
 
 from __future__ import annotations
@@ -18,14 +16,13 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Protocol
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from tracktiond.catalog.models import FileState
 from tracktiond.catalog.store import (
@@ -37,13 +34,10 @@ from tracktiond.catalog.store import (
     Outcome,
     to_int64,
 )
-from tracktiond.errors import FailureClass, FileJobError
-from tracktiond.ingest import IngestResult, ingest_file
 from tracktiond.walk import DirBatch, Walker, WalkFailure, observe_file
+from tracktiond.workers import IngestPool
 
 log = logging.getLogger(__name__)
-
-WRITE_BATCH = 256
 
 
 class ScanProgress(Protocol):
@@ -102,142 +96,54 @@ def default_concurrency() -> int:
     return max(2, min(8, (os.cpu_count() or 2) * 2))
 
 
-class Scanner:
+class Reconciler:
+    """Brings the catalog in line with what is on disk under some paths; reads no file."""
+
     def __init__(
         self,
         catalog: Catalog,
         *,
-        concurrency: int = 0,
-        max_attempts: int = 3,
         follow_symlinks: bool = True,
-        purge_missing_after: timedelta | None = None,
         progress: ScanProgress | None = None,
+        on_queued: Callable[[int], None] | None = None,
+        summary: ScanSummary | None = None,
     ) -> None:
         self.catalog = catalog
-        self.concurrency = concurrency or default_concurrency()
-        self.max_attempts = max_attempts
         self.follow_symlinks = follow_symlinks
-        self.purge_missing_after = purge_missing_after
         self.progress: ScanProgress = progress or _NoProgress()
-        self.summary = ScanSummary()
-        self._limiter = anyio.CapacityLimiter(self.concurrency)
+        self.on_queued = on_queued
+        self.summary = summary or ScanSummary()
 
-    async def scan(self, paths: Sequence[str]) -> ScanSummary:
-        started = time.monotonic()
-        roots = [absolute_path(p) for p in paths]
-        await self._pipeline(self._reconcile_roots, roots)
-        # Transient failures (a file still being copied, say) go back to pending: give them
-        # their remaining attempts now, with a short pause for the disk to settle.
-        for attempt in range(1, self.max_attempts):
-            if not await self.catalog.pending_jobs(roots, 0, 1):
-                break
-            await anyio.sleep(0.25 * attempt)
-            await self._pipeline(self._drain_pending, roots)
-        if self.purge_missing_after is not None:
-            await self.catalog.purge_missing(self.purge_missing_after)
-        self.summary.elapsed = time.monotonic() - started
-        return self.summary
-
-    # ---- the pipeline ----------------------------------------------------------------------
-
-    async def _pipeline(self, source: _Source, roots: list[str]) -> None:
-        jobs_send, jobs_recv = anyio.create_memory_object_stream[Job](self.concurrency * 4)
-        results_send, results_recv = anyio.create_memory_object_stream[JobResult](WRITE_BATCH)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._writer, results_recv)
-            async with results_send:
-                for _ in range(self.concurrency):
-                    tg.start_soon(self._worker, jobs_recv.clone(), results_send.clone())
-                jobs_recv.close()
-            async with jobs_send:
-                await source(roots, jobs_send)
-
-    async def _worker(
-        self, jobs: MemoryObjectReceiveStream[Job], results: MemoryObjectSendStream[JobResult]
-    ) -> None:
-        async with jobs, results:
-            async for job in jobs:
-                await results.send(await self._ingest(job))
-
-    async def _ingest(self, job: Job) -> JobResult:
-        try:
-            result: IngestResult = await anyio.to_thread.run_sync(
-                ingest_file, job.path, limiter=self._limiter
-            )
-            return JobResult(job, result=result)
-        except FileJobError as exc:
-            log.info(
-                "cannot catalog %s: %s",
-                job.path,
-                exc.reason,
-                extra={"path": job.path, "job_id": job.file_id, "failure_class": exc.failure_class},
-            )
-            return JobResult(job, error=exc)
-        except Exception as exc:  # a bug: keep the traceback, lose only this file
-            log.exception(
-                "internal error while cataloging %s",
-                job.path,
-                extra={"path": job.path, "job_id": job.file_id, "failure_class": FailureClass.BUG},
-            )
-            return JobResult(
-                job, error=FileJobError(f"internal error: {type(exc).__name__}: {exc}")
-            )
-
-    async def _writer(self, results: ObjectReceiveStream[JobResult]) -> None:
-        async with results:
-            while True:
-                try:
-                    batch = [await results.receive()]
-                except anyio.EndOfStream:
-                    return
-                while len(batch) < WRITE_BATCH:
-                    try:
-                        batch.append(results.receive_nowait())  # type: ignore[attr-defined]
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
-                outcomes = await self.catalog.record_results(batch, max_attempts=self.max_attempts)
-                for jr, outcome in zip(batch, outcomes, strict=True):
-                    size = jr.result.digest.size if jr.result else 0
-                    self.summary.bytes_read += size
-                    if outcome is not Outcome.RETRY:
-                        self.summary.count(outcome)
-                    self.progress.processed(outcome, size)
-
-    # ---- job sources -----------------------------------------------------------------------
-
-    async def _drain_pending(self, roots: list[str], jobs: ObjectSendStream[Job]) -> None:
-        after = 0
-        while True:
-            page = await self.catalog.pending_jobs(roots, after, 500)
-            if not page:
-                return
-            self.progress.queued(len(page))
-            for job in page:
-                await jobs.send(job)
-            after = page[-1].file_id
-
-    async def _reconcile_roots(self, roots: list[str], jobs: ObjectSendStream[Job]) -> None:
-        for root in roots:
+    async def reconcile(self, paths: Sequence[str]) -> None:
+        """Reconcile each path: a directory recursively, a file on its own, a vanished path by
+        marking what the catalog had there as missing."""
+        for root in paths:
             kind = await anyio.to_thread.run_sync(_path_kind, root)
             if kind == "dir":
-                await self._reconcile_dir(root, jobs)
+                await self._reconcile_dir(root)
             elif kind == "file":
-                await self._reconcile_file(root, jobs)
+                await self._reconcile_file(root)
             else:
-                # An unmounted drive looks exactly like this: never mark its files missing.
-                self.summary.warnings.append(f"{root}: not found; nothing under it was changed")
-                log.warning(
-                    "scan root %s not found; its catalog entries are left as they are", root
-                )
+                await self._vanished(root)
 
-    async def _reconcile_dir(self, root: str, jobs: ObjectSendStream[Job]) -> None:
+    async def reconcile_roots(self, roots: Sequence[str]) -> None:
+        """Like reconcile(), but a root that does not exist changes nothing: an unmounted drive
+        looks exactly like that, and its files must not all be marked missing."""
+        for root in roots:
+            if await anyio.to_thread.run_sync(_path_kind, root) == "none":
+                self.summary.warnings.append(f"{root}: not found; nothing under it was changed")
+                log.warning("root %s not found; its catalog entries are left as they are", root)
+                continue
+            await self.reconcile([root])
+
+    async def _reconcile_dir(self, root: str) -> None:
         walker = Walker(root, follow_symlinks=self.follow_symlinks)
         batches = walker.batches()
         while True:
             batch = await anyio.to_thread.run_sync(next, batches, None)
             if batch is None:
                 break
-            await self._reconcile_batch(batch, jobs)
+            await self._reconcile_batch(batch)
         # Directories that were cataloged but are gone as a whole (moved or deleted with their
         # contents); directories we could not list keep their files as they are.
         gone = [
@@ -249,7 +155,11 @@ class Scanner:
             vanished = await self.catalog.files_in_dirs(gone)
             await self._settle_missing(vanished)
 
-    async def _reconcile_file(self, path: str, jobs: ObjectSendStream[Job]) -> None:
+    async def _vanished(self, path: str) -> None:
+        gone = await self.catalog.files_under(path)
+        await self._settle_missing(gone)
+
+    async def _reconcile_file(self, path: str) -> None:
         seen = await anyio.to_thread.run_sync(observe_file, path)
         batch = DirBatch()
         if isinstance(seen, Observed):
@@ -257,13 +167,10 @@ class Scanner:
         elif isinstance(seen, WalkFailure):
             batch.failures.append(seen)
         known = await self.catalog.known_file(path)
-        await self._reconcile_batch(batch, jobs, known={path: known} if known else {})
+        await self._reconcile_batch(batch, known={path: known} if known else {})
 
     async def _reconcile_batch(
-        self,
-        batch: DirBatch,
-        jobs: ObjectSendStream[Job],
-        known: dict[str, KnownFile] | None = None,
+        self, batch: DirBatch, known: dict[str, KnownFile] | None = None
     ) -> None:
         if known is None:
             known = await self.catalog.known_in_dirs(batch.dirs)
@@ -335,18 +242,14 @@ class Scanner:
         self.summary.count(Outcome.MOVED, len(moved))
         self.summary.count(Outcome.FAILED, len(failures) + len(still_failed))
         self.progress.queued(len(queued))
-        for job in queued:
-            await jobs.send(job)
+        if queued and self.on_queued is not None:
+            self.on_queued(len(queued))
 
     async def _settle_missing(self, gone: list[KnownFile]) -> None:
         ids = [k.id for k in gone if k.state != FileState.MISSING.value]
         if ids:
             marked = await self.catalog.mark_missing(ids)
             self.summary.count(Outcome.MISSING, marked)
-
-
-class _Source(Protocol):
-    async def __call__(self, roots: list[str], jobs: ObjectSendStream[Job], /) -> None: ...
 
 
 def _rename_source(
@@ -375,3 +278,65 @@ def _path_kind(path: str) -> str:
 
 def _under_any(directory: str, parents: set[str]) -> bool:
     return any(directory == p or directory.startswith(p.rstrip("/") + "/") for p in parents)
+
+
+class Scanner:
+    """The one-shot scan: reconcile the given paths and ingest everything that became pending."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        concurrency: int = 0,
+        max_attempts: int = 3,
+        follow_symlinks: bool = True,
+        purge_missing_after: timedelta | None = None,
+        progress: ScanProgress | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.summary = ScanSummary()
+        self.progress: ScanProgress = progress or _NoProgress()
+        self.purge_missing_after = purge_missing_after
+        self.pool = IngestPool(
+            catalog,
+            concurrency=concurrency or default_concurrency(),
+            max_attempts=max_attempts,
+            # A one-shot scan retries transient failures after a short pause, not minutes.
+            retry_delay=lambda attempts: 0.25 * attempts,
+            on_result=self._on_result,
+        )
+        self.reconciler = Reconciler(
+            catalog,
+            follow_symlinks=follow_symlinks,
+            progress=self.progress,
+            on_queued=lambda _n: self.pool.wake(),
+            summary=self.summary,
+        )
+
+    def _on_result(self, job: Job, outcome: Outcome, jr: JobResult, seconds: float) -> None:
+        size = jr.result.digest.size if jr.result else 0
+        self.summary.bytes_read += size
+        if outcome is not Outcome.RETRY:
+            self.summary.count(outcome)
+        self.progress.processed(outcome, size)
+
+    async def scan(self, paths: Sequence[str]) -> ScanSummary:
+        started = time.monotonic()
+        roots = [absolute_path(p) for p in paths]
+        self.pool.roots = roots
+        walked = anyio.Event()
+
+        async def reconcile() -> None:
+            try:
+                await self.reconciler.reconcile_roots(roots)
+            finally:
+                walked.set()
+                self.pool.wake()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(partial(self.pool.run, until_drained=walked))
+            tg.start_soon(reconcile)
+        if self.purge_missing_after is not None:
+            await self.catalog.purge_missing(self.purge_missing_after)
+        self.summary.elapsed = time.monotonic() - started
+        return self.summary

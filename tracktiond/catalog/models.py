@@ -99,6 +99,7 @@ class File(Base):
         Index("ix_files_recording_id", "recording_id"),
         Index("ix_files_state", "state"),
         Index("ix_files_device_inode", "device", "inode"),
+        Index("ix_files_lease_owner", "lease_owner"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -120,6 +121,11 @@ class File(Base):
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     missing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The work queue: a pending row is claimed by one worker of one instance (lease_owner)
+    # until lease_expires; a crashed owner's leases expire and the work is claimed again.
+    lease_owner: Mapped[str | None] = mapped_column(String(96), nullable=True)
+    lease_expires: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class MetadataEntry(Base):

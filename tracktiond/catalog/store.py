@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -246,6 +246,7 @@ class Catalog:
                         error_class=None,
                         last_error=None,
                         missing_since=None,
+                        not_before=None,
                         last_seen=now,
                         updated_at=now,
                     )
@@ -362,6 +363,14 @@ class Catalog:
                 )
                 await conn.execute(stmt)
 
+    async def files_under(self, path: str) -> list[KnownFile]:
+        """Present files at ``path`` or anywhere below it."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                _known_select().where(_under(path), files.c.state != FileState.MISSING.value)
+            )
+            return [_known(r) for r in rows]
+
     async def files_in_dirs(self, dirs: Sequence[str]) -> list[KnownFile]:
         out: list[KnownFile] = []
         async with self.engine.connect() as conn:
@@ -385,30 +394,134 @@ class Catalog:
             )
             return [Job(r.id, r.path) for r in rows]
 
+    # ---- the work queue --------------------------------------------------------------------
+
+    async def claim(
+        self, owner: str, limit: int, lease: timedelta, roots: Sequence[str] = ()
+    ) -> list[Job]:
+        """Lease up to ``limit`` pending files to ``owner``.
+
+        One UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED): on PostgreSQL several
+        instances claim disjoint rows without waiting for each other; on SQLite the statement
+        runs under the database write lock, which makes it just as exclusive.
+        """
+        now = utcnow()
+        where = [
+            files.c.state == FileState.PENDING.value,
+            or_(files.c.lease_expires.is_(None), files.c.lease_expires < now),
+            or_(files.c.not_before.is_(None), files.c.not_before <= now),
+        ]
+        if roots:
+            where.append(or_(*[_under(r) for r in roots]))
+        candidates = (
+            select(files.c.id)
+            .where(*where)
+            .order_by(files.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        async with self.engine.begin() as conn:
+            rows = await conn.execute(
+                update(files)
+                .where(files.c.id.in_(candidates.scalar_subquery()))
+                .values(lease_owner=owner, lease_expires=now + lease)
+                .returning(files.c.id, files.c.path)
+            )
+            jobs = [Job(r.id, r.path) for r in rows]
+        return sorted(jobs, key=lambda j: j.file_id)
+
+    async def renew_leases(self, owner: str, lease: timedelta) -> int:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(files)
+                .where(files.c.lease_owner == owner)
+                .values(lease_expires=utcnow() + lease)
+            )
+            return int(result.rowcount or 0)
+
+    async def release_leases(self, owners: Sequence[str]) -> int:
+        """Give leased work back to the queue (graceful stop, or owners known to be dead)."""
+        if not owners:
+            return 0
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(files)
+                .where(files.c.lease_owner.in_(list(owners)))
+                .values(lease_owner=None, lease_expires=None)
+            )
+            return int(result.rowcount or 0)
+
+    async def lease_owners(self, prefix: str) -> list[str]:
+        """Distinct lease owners whose id starts with ``prefix`` (e.g. this host's)."""
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(files.c.lease_owner)
+                .where(files.c.lease_owner >= prefix, files.c.lease_owner < upper)
+                .distinct()
+            )
+            return [r.lease_owner for r in rows]
+
+    async def queue_stats(self, roots: Sequence[str] = ()) -> tuple[int, datetime | None]:
+        """Pending files and when the oldest of them became pending."""
+        where = [files.c.state == FileState.PENDING.value]
+        if roots:
+            where.append(or_(*[_under(r) for r in roots]))
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(func.count(), func.min(files.c.updated_at)).where(*where))
+            ).one()
+        oldest = row[1]
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        return int(row[0]), oldest
+
     # ---- results ---------------------------------------------------------------------------
 
     async def record_results(
-        self, results: Sequence[JobResult], *, max_attempts: int
+        self,
+        results: Sequence[JobResult],
+        *,
+        max_attempts: int,
+        owner: str | None = None,
+        retry_delay: Callable[[int], float] = lambda attempts: 0.0,
     ) -> list[Outcome]:
-        """Apply a batch of ingest results in one transaction; returns one outcome per result."""
+        """Apply a batch of ingest results in one transaction; returns one outcome per result.
+
+        With ``owner``, a result is applied only while that owner still holds the file's lease
+        (after a lease expired, another worker owns the job and its result wins).
+        """
         if not results:
             return []
         async with self.engine.begin() as conn:
-            return [await self._record_one(conn, r, max_attempts) for r in results]
+            return [
+                await self._record_one(conn, r, max_attempts, owner, retry_delay) for r in results
+            ]
 
-    async def _record_one(self, conn: AsyncConnection, jr: JobResult, max_attempts: int) -> Outcome:
+    async def _record_one(
+        self,
+        conn: AsyncConnection,
+        jr: JobResult,
+        max_attempts: int,
+        owner: str | None,
+        retry_delay: Callable[[int], float],
+    ) -> Outcome:
         row = (
             await conn.execute(
-                _known_select().add_columns(files.c.attempts).where(files.c.id == jr.job.file_id)
+                _known_select()
+                .add_columns(files.c.attempts, files.c.lease_owner)
+                .where(files.c.id == jr.job.file_id)
             )
         ).first()
         if row is None or row.path != jr.job.path:
             return Outcome.UNCHANGED  # the row moved or went away meanwhile; its new job covers it
+        if owner is not None and row.lease_owner != owner:
+            return Outcome.UNCHANGED  # our lease ran out and the job went to another worker
         known = _known(row)
         now = utcnow()
         if jr.error is not None or jr.result is None:
             return await self._record_failure(
-                conn, known, row.attempts, jr.error, max_attempts, now
+                conn, known, row.attempts, jr.error, max_attempts, now, retry_delay
             )
         res = jr.result
         d = res.digest
@@ -427,6 +540,9 @@ class Catalog:
             "missing_since": None,
             "last_seen": now,
             "updated_at": now,
+            "lease_owner": None,
+            "lease_expires": None,
+            "not_before": None,
         }
         existing = (
             await conn.execute(
@@ -513,6 +629,7 @@ class Catalog:
         error: FileJobError | None,
         max_attempts: int,
         now: datetime,
+        retry_delay: Callable[[int], float],
     ) -> Outcome:
         reason = error.reason if error else "no result"
         klass = error.failure_class if error else FailureClass.BUG
@@ -527,6 +644,8 @@ class Catalog:
                     last_error="vanished while being scanned",
                     attempts=attempts,
                     updated_at=now,
+                    lease_owner=None,
+                    lease_expires=None,
                 )
             )
             if known.recording_id is not None:
@@ -543,6 +662,9 @@ class Catalog:
                 attempts=attempts,
                 last_seen=now,
                 updated_at=now,
+                lease_owner=None,
+                lease_expires=None,
+                not_before=now + timedelta(seconds=retry_delay(attempts)) if retry else None,
             )
         )
         return Outcome.RETRY if retry else Outcome.FAILED
