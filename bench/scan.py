@@ -67,6 +67,7 @@ GOAL_RESCAN_FILES_PER_S = 20_000.0
 
 READ_CHUNK = 1 << 20
 MB = 1_000_000
+TIME_BIN = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 
 
 def log(message: str) -> None:
@@ -91,8 +92,11 @@ class RunResult:
     returncode: int
     seconds: float
     peak_rss_bytes: int
+    peak_rss_exact: bool  # False: os.wait4's figure, floored at this script's own RSS
     stdout: Path
     stderr: Path
+    cpu_seconds: float = 0.0  # user + system of the measured process (and its children)
+    other_cpu_seconds: float = 0.0  # CPU the rest of the machine used meanwhile
 
     def check(self, what: str) -> None:
         if self.returncode != 0:
@@ -103,17 +107,58 @@ class RunResult:
 def run_measured(
     cmd: Sequence[str], *, env: Mapping[str, str], out: Path, err: Path, cwd: Path | None = None
 ) -> RunResult:
-    """Run ``cmd`` once; wall time by perf_counter, peak RSS of that child (and whatever it
-    waited for) from os.wait4's rusage, which belongs to this one child only."""
+    """Run ``cmd`` once: wall time by perf_counter around the process, and its peak RSS.
+
+    The peak RSS comes from wait4's rusage of the measured process, taken by GNU time (a small
+    process that forks it and waits for it with wait4). os.wait4 from here would be wrong by a
+    floor: Linux carries the parent's RSS high-water mark over fork and exec into the child's
+    ru_maxrss, so every child of this ~100 MB Python process would report at least ~100 MB.
+    Without /usr/bin/time, os.wait4's figure is used and marked as such.
+    """
+    rss_file = err.with_suffix(".maxrss")
+    full = list(cmd)
+    if TIME_BIN is not None:
+        full = [TIME_BIN, "-f", "%M", "-o", str(rss_file), *full]
     with out.open("wb") as fo, err.open("wb") as fe:
+        busy_before = machine_busy_seconds()
         start = time.perf_counter()
         proc = subprocess.Popen(
-            list(cmd), stdin=subprocess.DEVNULL, stdout=fo, stderr=fe, env=dict(env), cwd=cwd
+            full, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe, env=dict(env), cwd=cwd
         )
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
+        busy = machine_busy_seconds() - busy_before
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, tell Popen
-    return RunResult(list(cmd), proc.returncode, seconds, usage.ru_maxrss * 1024, out, err)
+    peak_kib = usage.ru_maxrss
+    exact = False
+    if TIME_BIN is not None:
+        lines = rss_file.read_text().split() if rss_file.exists() else []
+        if lines and lines[-1].isdigit():
+            peak_kib, exact = int(lines[-1]), True
+    cpu = usage.ru_utime + usage.ru_stime
+    return RunResult(
+        list(cmd),
+        proc.returncode,
+        seconds,
+        peak_kib * 1024,
+        exact,
+        out,
+        err,
+        cpu_seconds=cpu,
+        other_cpu_seconds=max(0.0, busy - cpu),
+    )
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all CPUs have spent busy since boot (/proc/stat), to spot other load."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return 0.0
+    ticks = [int(v) for v in fields]
+    # user nice system idle iowait irq softirq steal: everything but idle and iowait
+    busy = sum(ticks[:8]) - ticks[3] - ticks[4]
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,12 +198,13 @@ def resident_fraction(list_file: Path) -> float | None:
         text=True,
         check=False,
     )
+    page = os.sysconf("SC_PAGE_SIZE")
     resident = total = 0
     for line in proc.stdout.splitlines():
         parts = line.split()
         if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
             resident += int(parts[0])
-            total += int(parts[1])
+            total += -(-int(parts[1]) // page) * page  # the cache holds whole pages
     return resident / total if total else None
 
 
@@ -416,6 +462,8 @@ class Row:
     peak_rss_mb: float | None = None
     reads_data: bool = True
     note: str = ""
+    cpu_seconds: float | None = None
+    other_cpu_seconds: float | None = None
 
     @property
     def mb_per_s(self) -> float | None:
@@ -476,6 +524,8 @@ def run_sha256sum(lib: Library, list_file: Path, run_dir: Path, res: Results) ->
             lib.total_bytes / MB,
             run.seconds,
             run.peak_rss_bytes / MB,
+            cpu_seconds=run.cpu_seconds,
+            other_cpu_seconds=run.other_cpu_seconds,
         )
     )
     if len(digests) != len(lib.files):
@@ -562,6 +612,8 @@ def scan_rows(
             run.peak_rss_bytes / MB,
             reads_data,
             "wall clock around the process",
+            cpu_seconds=run.cpu_seconds,
+            other_cpu_seconds=run.other_cpu_seconds,
         ),
         Row(
             f"{tool}, as reported",
@@ -605,13 +657,27 @@ def run_beets(lib: Library, run_dir: Path, res: Results) -> Row:
         raise SystemExit(f"beets imported {items} items, expected {len(lib.files)}")
     res.checks.append(f"beets: {items} items in {albums} albums imported")
     return Row(
-        "beet import -A -q", items, lib.total_bytes / MB, run.seconds, run.peak_rss_bytes / MB
+        "beet import -A -q",
+        items,
+        lib.total_bytes / MB,
+        run.seconds,
+        run.peak_rss_bytes / MB,
+        cpu_seconds=run.cpu_seconds,
+        other_cpu_seconds=run.other_cpu_seconds,
     )
 
 
 # ---------------------------------------------------------------------------------------------
 # Machine information
 # ---------------------------------------------------------------------------------------------
+
+
+def load_average() -> str | None:
+    """The 1/5/15-minute load averages: other work on the machine skews every figure."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return None
 
 
 def machine_info(workdir: Path) -> dict[str, Any]:
@@ -648,6 +714,14 @@ def machine_info(workdir: Path) -> dict[str, Any]:
             info[f"{dist}_version"] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             info[f"{dist}_version"] = None
+    git = subprocess.run(
+        ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    info["tracktiond_commit"] = git.stdout.strip() or None
+    info["loadavg_at_start"] = load_average()
     ver = subprocess.run(["sha256sum", "--version"], capture_output=True, text=True, check=False)
     info["sha256sum_version"] = ver.stdout.splitlines()[0] if ver.stdout else None
     return info
@@ -669,11 +743,22 @@ def render(res: Results) -> str:
         f"machine: {m.get('nproc')} CPUs ({m.get('cpu_model')}, sha_ni={m.get('cpu_sha_ni')}), "
         f"{m.get('memory_gib')} GiB RAM, {m.get('filesystem')}, Python {m.get('python')}, "
         f"kernel {m.get('kernel')}",
-        f"versions: tracktiond {m.get('tracktiond_version')}, beets {m.get('beets_version')}, "
-        f"{m.get('sha256sum_version')}",
+        f"versions: tracktiond {m.get('tracktiond_version')} ({m.get('tracktiond_commit')}), "
+        f"beets {m.get('beets_version')}, {m.get('sha256sum_version')}",
+        f"load average at start: {m.get('loadavg_at_start')}, at end: {m.get('loadavg_at_end')}",
         "",
     ]
-    header = ("tool", "files", "MB", "seconds", "MB/s", "files/s", "peak RSS MB")
+    header = (
+        "tool",
+        "files",
+        "MB",
+        "seconds",
+        "MB/s",
+        "files/s",
+        "peak RSS MB",
+        "CPU s",
+        "others' CPU s",
+    )
     table = [header]
     for r in res.rows:
         table.append(
@@ -685,6 +770,8 @@ def render(res: Results) -> str:
                 _fmt(r.mb_per_s),
                 _fmt(r.files_per_s),
                 _fmt(r.peak_rss_mb),
+                _fmt(r.cpu_seconds),
+                _fmt(r.other_cpu_seconds),
             )
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
@@ -792,6 +879,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         execute(args, audiogen, workdir, run_dir, res)
+        res.machine["loadavg_at_end"] = load_average()
     finally:
         if args.keep:
             log(f"kept {workdir}")
@@ -967,8 +1055,14 @@ def execute(
             f"(nproc = {res.machine.get('nproc')}) and computes xxh128 too.",
             "beets runs with -A (no autotagging), copy/move/write off, no plugins: it reads tags "
             "and builds its library, it does not hash.",
-            "peak RSS from os.wait4 for that one child process "
-            "(sha256sum: xargs and its children).",
+            "CPU s: user + system CPU of the measured process (and its children), from "
+            "wait4; others' CPU s: CPU the rest of the machine used during that run "
+            "(from /proc/stat), i.e. interference from other work.",
+            "peak RSS: wait4 rusage of the measured process, via GNU time -f %M "
+            "(sha256sum: the largest of xargs and its sha256sum children)."
+            if TIME_BIN is not None
+            else "peak RSS: os.wait4 of the child; /usr/bin/time is missing, so the figures "
+            "include this script's own RSS as a floor (Linux carries it over fork/exec).",
             f"MB = 10^6 bytes; library generation took {lib.generated_seconds:.0f} s "
             "(not measured).",
         ]

@@ -59,7 +59,13 @@ async def bad_header_handler(request: Request) -> Response:
     return Response(200, b"x", headers=(("X-Evil", "a\r\nInjected: yes"),))
 
 
+async def hanging_handler(request: Request) -> Response:
+    await anyio.sleep_forever()
+    raise AssertionError("unreachable")
+
+
 ROUTES: dict[str, Handler] = {
+    "/hang": hanging_handler,
     "/status": status_handler,
     "/healthz": healthz_handler,
     "/metrics": metrics_handler,
@@ -342,6 +348,33 @@ async def test_small_request_body_is_ignored_and_large_one_refused() -> None:
     assert [r.status for r in parse_replies(raw)] == [200, 200]
     (refused,) = parse_replies(big)
     assert refused.status == 413
+
+
+async def test_expect_100_continue_gets_the_go_ahead() -> None:
+    async with (
+        running() as server,
+        await anyio.connect_tcp(LOCALHOST, server.bound_port) as stream,
+    ):
+        await stream.send(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+        )
+        with anyio.fail_after(5):
+            interim = await stream.receive()
+        assert interim.startswith(b"HTTP/1.1 100 ")
+        await stream.send(b"hello")
+        raw = await read_until_eof(stream)
+    (reply,) = parse_replies(raw)
+    assert reply.status == 200
+
+
+async def test_handler_that_never_answers_gets_503(caplog: pytest.LogCaptureFixture) -> None:
+    async with running(request_timeout=0.5) as server:
+        reply = await fetch(server.bound_port, "/hang")
+        after = await fetch(server.bound_port, "/healthz")
+    assert reply.status == 503
+    assert after.status == 200
+    assert any("did not answer" in r.getMessage() for r in caplog.records)
 
 
 async def test_slow_client_times_out_and_is_closed() -> None:

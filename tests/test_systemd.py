@@ -147,6 +147,13 @@ def test_arbitrary_fields_and_newlines_cannot_forge_fields(path_receiver: Receiv
     assert path_receiver.pending() == []
 
 
+def test_status_with_undecodable_path_is_still_sent(path_receiver: Receiver) -> None:
+    # os.fsdecode() of a Latin-1 file name on a UTF-8 system yields a lone surrogate.
+    name = os.fsdecode(b"caf\xe9.flac")
+    assert Notifier().status(f"hashing {name}")
+    assert path_receiver.recv() == "STATUS=hashing caf?.flac"
+
+
 def test_notify_socket_is_left_in_the_environment(path_receiver: Receiver) -> None:
     Notifier().ready()
     path_receiver.recv()

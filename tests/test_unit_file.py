@@ -42,7 +42,10 @@ def _installed_copy(directory: Path, with_dropins: bool) -> Path:
     comment tells venv users to.
     """
     script = Path(sys.executable).parent / "tracktiond"
-    assert script.exists(), f"{script} missing: install the package (pip install -e .)"
+    if not script.exists():
+        found = shutil.which("tracktiond")
+        assert found, "the tracktiond script is missing: install the package (pip install -e .)"
+        script = Path(found)
     text = UNIT.read_text()
     assert EXEC_START in text
     copy = directory / UNIT.name

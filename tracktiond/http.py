@@ -279,7 +279,7 @@ class _Connection:
         pending, _closed = self._conn.trailing_data
         if self._conn.their_state is h11.IDLE and not pending:
             return  # an idle keep-alive connection: just close it
-        if self._conn.our_state is not h11.IDLE:
+        if self._conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return  # stuck mid-response on a client that does not read: nothing left to say
         # The deadline has passed, so the late answer gets its own short one: a client that
         # does not read must not hold the slot any longer.

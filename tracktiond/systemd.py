@@ -180,7 +180,8 @@ def _encode(fields: Mapping[str, str | int]) -> bytes:
         # One field per line is the protocol: a newline inside a value would forge another field.
         text = text.replace("\r", " ").replace("\n", " ")
         lines.append(f"{key}={text}")
-    return ("\n".join(lines)).encode("utf-8")
+    # Paths with undecodable bytes (surrogate escapes) in a STATUS line must not cost the message.
+    return "\n".join(lines).encode("utf-8", errors="replace")
 
 
 async def watchdog_loop(notifier: Notifier, health_check: Callable[[], bool] | None = None) -> None:
