@@ -892,22 +892,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                     shutil.rmtree(target, ignore_errors=True)
                 else:
                     target.unlink(missing_ok=True)
+    document = json.dumps(
+        {
+            "machine": res.machine,
+            "params": res.params,
+            "rows": [r.as_dict() for r in res.rows],
+            "ratios": res.ratios,
+            "tracktiond_reported": res.scans,
+            "page_cache_resident": res.cache,
+            "checks": res.checks,
+            "notes": res.notes,
+        },
+        indent=2,
+    )
+    if args.keep:
+        (run_dir / "results.json").write_text(document + "\n")
+        (run_dir / "results.txt").write_text(render(res) + "\n")
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "machine": res.machine,
-                    "params": res.params,
-                    "rows": [r.as_dict() for r in res.rows],
-                    "ratios": res.ratios,
-                    "tracktiond_reported": res.scans,
-                    "page_cache_resident": res.cache,
-                    "checks": res.checks,
-                    "notes": res.notes,
-                },
-                indent=2,
-            )
-        )
+        print(document)
     else:
         print(render(res))
     return 0

@@ -189,14 +189,64 @@ def _print_summary(summary: ScanSummary, as_json: bool) -> None:
         click.echo("see `tracktiond status` for the reasons files could not be cataloged")
 
 
+@main.command("run")
+@config_option
+def run(config_path: Path | None) -> None:
+    """Run the daemon: watch the roots, keep the catalog true, serve health and metrics."""
+    from tracktiond.daemon import run_daemon
+    from tracktiond.logs import setup_logging as _setup
+
+    try:
+        config = load_config(config_path.absolute() if config_path else None)
+    except ConfigError as exc:
+        _fail(EXIT_CONFIG, str(exc))
+        return
+    _setup(config.daemon.log_level)
+    if not config.library.roots:
+        log.warning("[library] roots is empty: nothing to watch until a reload adds roots")
+    try:
+        code = run_daemon(config)
+    except TracktiondError as exc:
+        log.error("%s", exc)
+        _fail(EXIT_FAILURE, str(exc))
+        return
+    except KeyboardInterrupt:
+        code = EXIT_OK
+    sys.exit(code)
+
+
+def _daemon_status(config: Config) -> dict[str, Any] | None:
+    """The running daemon's /status, or None when no daemon answers on [http] listen."""
+    import urllib.error
+    import urllib.request
+
+    host = config.http.host
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{config.http.port}/status"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            data: dict[str, Any] = json.loads(resp.read())
+            return data
+    except (OSError, ValueError):
+        return None
+
+
 @main.command("status")
 @config_option
 @json_option
 @click.option("--failures", default=10, show_default=True, help="How many recent failures to list.")
 @handled
 async def status(config_path: Path | None, as_json: bool, failures: int) -> int:
-    """What the catalog holds: files by state, duplicates, recent failures."""
+    """What the catalog holds: files by state, duplicates, recent failures.
+
+    Asks the running daemon when one answers on [http] listen, else reads the catalog."""
     config = _load(config_path)
+    live = await anyio.to_thread.run_sync(_daemon_status, config)
+    if live is not None:
+        if as_json:
+            click.echo(json.dumps(live, indent=2))
+            return EXIT_OK
+        _print_daemon_status(live)
+        return EXIT_OK
     catalog = await Catalog.open(config.database_url)
     try:
         st = await catalog.status(failures=failures)
@@ -219,6 +269,24 @@ async def status(config_path: Path | None, as_json: bool, failures: int) -> int:
         for f in data["recent_failures"]:
             click.echo(f"  {f['path']}: {f['reason']} [{f['class']}]")
     return EXIT_OK
+
+
+def _print_daemon_status(data: dict[str, Any]) -> None:
+    state = "ready" if data["ready"] else f"not ready ({data['not_ready_reason']})"
+    click.echo(f"tracktiond {data['version']} daemon (pid {data['pid']}): {state}")
+    for root in data["roots"]:
+        reason = f" ({root['reason']})" if root.get("reason") else ""
+        click.echo(f"  root {root['path']}: {root['mode']}{reason}")
+    click.echo("files: " + ", ".join(f"{n} {s}" for s, n in data["files"].items()))
+    click.echo(f"recordings: {data['recordings']}")
+    queue = data["queue"]
+    click.echo(f"queue: {queue['pending']} pending, oldest {queue['oldest_age_seconds']} s")
+    workers = data["workers"]
+    click.echo(f"workers: {workers['busy']} busy of {workers['count']}")
+    if data["recent_failures"]:
+        click.echo("recent failures:")
+        for f in data["recent_failures"]:
+            click.echo(f"  {f['path']}: {f['reason']} [{f['class']}]")
 
 
 def _status_dict(st: CatalogStatus) -> dict[str, Any]:

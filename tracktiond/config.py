@@ -226,6 +226,8 @@ def load_config(explicit: Path | None = None, environ: Mapping[str, str] | None 
     """Find, read and validate the configuration; raises ConfigError with a precise message."""
     env = os.environ if environ is None else environ
     path = find_config_file(explicit, env)
+    if path is not None:
+        path = Path(os.path.abspath(path))  # reloads must find it whatever the cwd becomes
     raw: dict[str, Any] = {}
     if path is not None:
         try:

@@ -229,7 +229,7 @@ class Reconciler:
                 log.warning("%s: %s", f.path, f.reason, extra={"path": f.path})
             else:
                 log.info("cannot catalog %s: %s", f.path, f.reason, extra={"path": f.path})
-        await self.catalog.relocate(moved)
+        queued += await self.catalog.relocate(moved)
         queued += await self.catalog.add_pending(new)
         queued += await self.catalog.mark_changed(changed)
         await self.catalog.touch(unchanged + still_failed)

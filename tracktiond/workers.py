@@ -15,19 +15,23 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
+from typing import TypeVar
 
 import anyio
 from anyio.abc import ObjectReceiveStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from tracktiond import ingest
+from tracktiond.catalog.health import CatalogHealth
 from tracktiond.catalog.store import Catalog, Job, JobResult, Outcome
 from tracktiond.errors import FailureClass, FileJobError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 WRITE_BATCH = 256
 LEASE = timedelta(seconds=120)
@@ -89,6 +93,7 @@ class IngestPool:
         retry_delay: Callable[[int], float] = exponential_backoff,
         on_result: ResultHook | None = None,
         idle_poll: float = 5.0,
+        health: CatalogHealth | None = None,
     ) -> None:
         self.catalog = catalog
         self.concurrency = max(1, concurrency)
@@ -98,6 +103,7 @@ class IngestPool:
         self.retry_delay = retry_delay
         self.on_result = on_result
         self.idle_poll = idle_poll
+        self.health = health
         self.stats = PoolStats()
         self._wake = anyio.Event()
         self._limiter = anyio.CapacityLimiter(self.concurrency)
@@ -147,14 +153,16 @@ class IngestPool:
             free = self.concurrency * 2 - self.stats.in_flight
             claimed: list[Job] = []
             if free > 0:
-                claimed = await self.catalog.claim(self.owner, free, LEASE, self.roots)
+                claimed = await self._db(
+                    partial(self.catalog.claim, self.owner, free, LEASE, self.roots)
+                )
             if claimed:
                 self.stats.in_flight += len(claimed)
                 for job in claimed:
                     await jobs.send(job)
                 continue
             if until is not None and until.is_set() and self.stats.in_flight == 0:
-                pending, _ = await self.catalog.queue_stats(self.roots)
+                pending, _ = await self._db(lambda: self.catalog.queue_stats(self.roots))
                 if pending == 0:
                     return
             self._wake = anyio.Event()
@@ -219,14 +227,20 @@ class IngestPool:
             self._writer_done.set()
 
     async def _write(self, batch: list[tuple[JobResult, float]]) -> None:
-        # Shielded: once results are computed, a shutdown must not throw them away half-written.
-        with anyio.CancelScope(shield=True):
-            outcomes = await self.catalog.record_results(
-                [jr for jr, _ in batch],
-                max_attempts=self.max_attempts,
-                owner=self.owner,
-                retry_delay=self.retry_delay,
-            )
+        async def attempt() -> list[Outcome]:
+            # Each attempt is shielded: a shutdown never leaves a batch half-written. Between
+            # attempts (catalog down) cancellation is allowed; the leases then expire or are
+            # released at the next start, and the files are processed again.
+            with anyio.CancelScope(shield=True):
+                done = await self.catalog.record_results(
+                    [jr for jr, _ in batch],
+                    max_attempts=self.max_attempts,
+                    owner=self.owner,
+                    retry_delay=self.retry_delay,
+                )
+            return done
+
+        outcomes = await self._db(attempt)
         self.stats.in_flight -= len(batch)
         for (jr, seconds), outcome in zip(batch, outcomes, strict=True):
             self.stats.processed += 1
@@ -238,4 +252,9 @@ class IngestPool:
         while True:
             await anyio.sleep(LEASE.total_seconds() / 3)
             if self.stats.in_flight:
-                await self.catalog.renew_leases(self.owner, LEASE)
+                await self._db(lambda: self.catalog.renew_leases(self.owner, LEASE))
+
+    async def _db(self, fn: Callable[[], Awaitable[T]]) -> T:
+        if self.health is None:
+            return await fn()
+        return await self.health.call(fn)

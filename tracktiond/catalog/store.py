@@ -270,13 +270,26 @@ class Catalog:
                     )
                 )
 
-    async def relocate(self, moves: Sequence[tuple[KnownFile, Observed]]) -> None:
-        """Same inode, same size and mtime, old path gone: a rename. No read needed."""
+    async def relocate(self, moves: Sequence[tuple[KnownFile, Observed]]) -> list[Job]:
+        """Same inode, same size and mtime, old path gone: a rename. No read needed.
+
+        Returns jobs for moved rows that still need processing (never cataloged yet)."""
         if not moves:
-            return
+            return []
         now = utcnow()
+        jobs: list[Job] = []
         async with self.engine.begin() as conn:
             for known, o in moves:
+                if known.recording_id is not None and known.state in (
+                    FileState.MISSING.value,
+                    FileState.CATALOGED.value,
+                ):
+                    state = FileState.CATALOGED.value
+                elif known.state == FileState.FAILED.value:
+                    state = known.state
+                else:  # pending, or went missing before it was ever read
+                    state = FileState.PENDING.value
+                    jobs.append(Job(known.id, o.path))
                 await conn.execute(
                     update(files)
                     .where(files.c.id == known.id)
@@ -287,15 +300,14 @@ class Catalog:
                         missing_since=None,
                         last_seen=now,
                         updated_at=now,
-                        state=(
-                            FileState.CATALOGED.value
-                            if known.state == FileState.MISSING.value and known.recording_id
-                            else known.state
-                        ),
+                        state=state,
+                        lease_owner=None,
+                        lease_expires=None,
                     )
                 )
                 if known.recording_id is not None:
                     await _point_recording_at(conn, known.recording_id, o.path, replace=known.path)
+        return jobs
 
     async def touch(self, ids: Sequence[int]) -> None:
         """Record that unchanged files were seen; one statement per chunk, no per-file write."""

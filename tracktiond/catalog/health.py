@@ -1,0 +1,97 @@
+"""Catalog reachability: transient database failures are retried, and the daemon says so.
+
+A database outage must not take the daemon down or lose work (DESIGN invariant 5): operations
+that fail with a connection-level error are retried with backoff until the database is back,
+while /readyz and tracktiond_catalog_up report the outage. Anything else is not ours to retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from tracktiond.config import redact_url
+from tracktiond.errors import CatalogUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Connection-level failures: the server is down, restarting, or the network is."""
+    if isinstance(exc, OperationalError | InterfaceError | CatalogUnavailable):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError | PermissionError):
+        return True
+    # asyncpg raises its own errors for a connection lost mid-query
+    name = type(exc).__name__
+    return name in {
+        "ConnectionDoesNotExistError",
+        "CannotConnectNowError",
+        "ConnectionFailureError",
+    }
+
+
+class CatalogHealth:
+    def __init__(
+        self,
+        url: str,
+        on_change: Callable[[bool], None] | None = None,
+        on_error: Callable[[], None] | None = None,
+    ) -> None:
+        self.url = redact_url(url)
+        self.up = False
+        self.reason: str | None = "catalog not connected yet"
+        self.down_since: float | None = time.time()
+        self._on_change = on_change
+        self._on_error = on_error
+
+    def mark_up(self) -> None:
+        if not self.up:
+            if self.down_since is not None and self.reason != "catalog not connected yet":
+                log.warning(
+                    "catalog %s reachable again after %.1f s",
+                    self.url,
+                    time.time() - self.down_since,
+                )
+            self.up, self.reason, self.down_since = True, None, None
+            if self._on_change:
+                self._on_change(True)
+
+    def mark_down(self, exc: BaseException) -> None:
+        if self._on_error:
+            self._on_error()
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        self.reason = f"catalog unreachable: {reason[0] if reason else type(exc).__name__}"
+        if self.up or self.down_since is None:
+            log.error("catalog %s unreachable: %s; retrying", self.url, self.reason)
+            self.down_since = time.time()
+        self.up = False
+        if self._on_change:
+            self._on_change(False)
+
+    async def call(self, fn: Callable[[], Awaitable[T]], *, max_delay: float = 10.0) -> T:
+        """Run ``fn`` until it succeeds, waiting out transient failures with backoff."""
+        delay = 0.25
+        while True:
+            try:
+                result = await fn()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                self.mark_down(exc)
+                await anyio.sleep(delay)
+                delay = min(max_delay, delay * 2)
+                continue
+            self.mark_up()
+            return result

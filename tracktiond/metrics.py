@@ -1,0 +1,180 @@
+"""Prometheus metrics on an injected registry.
+
+Counters and histograms are updated where things happen; gauges about the catalog (files by
+state, queue depth, oldest pending age) are computed at scrape time from the daemon's latest
+catalog snapshot by a collector, so a scrape never queries the database. Names follow the
+Prometheus conventions: prefix ``tracktiond_``, base units, ``_total`` counters, and no file
+paths as labels (DESIGN invariant 8).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from tracktiond import __version__
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
+
+
+@dataclass(slots=True)
+class CatalogSnapshot:
+    """What the catalog looked like at ``taken`` (monotonic seconds); refreshed by the daemon."""
+
+    files_by_state: dict[str, int] = field(default_factory=dict)
+    recordings: int = 0
+    duplicate_recordings: int = 0
+    queue_depth: int = 0
+    oldest_pending_epoch: float | None = None
+    taken: float = 0.0
+
+
+class _SnapshotCollector(Collector):
+    def __init__(self, snapshot: Callable[[], CatalogSnapshot]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterable[Metric]:
+        snap = self._snapshot()
+        files = GaugeMetricFamily(
+            "tracktiond_files", "Cataloged file locations by state.", labels=["state"]
+        )
+        for state, n in sorted(snap.files_by_state.items()):
+            files.add_metric([state], n)
+        yield files
+        yield GaugeMetricFamily(
+            "tracktiond_recordings", "Distinct recordings (content) in the catalog.",
+            value=snap.recordings,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "tracktiond_duplicate_recordings",
+            "Recordings present at more than one path.",
+            value=snap.duplicate_recordings,
+        )
+        yield GaugeMetricFamily(
+            "tracktiond_queue_depth", "Files waiting to be processed.", value=snap.queue_depth
+        )
+        age = 0.0
+        if snap.oldest_pending_epoch is not None:
+            age = max(0.0, time.time() - snap.oldest_pending_epoch)
+        yield GaugeMetricFamily(
+            "tracktiond_queue_oldest_age_seconds",
+            "Age of the oldest pending file (0 when the queue is empty).",
+            value=age,
+        )
+
+
+class Metrics:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        snapshot: Callable[[], CatalogSnapshot] | None = None,
+    ) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        Info("tracktiond_build", "Build information.", registry=r).info({"version": __version__})
+        self.jobs = Counter(
+            "tracktiond_jobs_processed_total",
+            "Jobs finished, by pipeline stage and outcome.",
+            ["stage", "outcome"],
+            registry=r,
+        )
+        self.job_failures = Counter(
+            "tracktiond_jobs_failed_total",
+            "Jobs that failed, by stage and failure class (bad_input, transient, bug).",
+            ["stage", "failure_class"],
+            registry=r,
+        )
+        self.stage_duration = Histogram(
+            "tracktiond_stage_duration_seconds",
+            "Time spent in a pipeline stage per file.",
+            ["stage"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.watcher_events = Counter(
+            "tracktiond_watcher_events_total",
+            "Filesystem events received, by kind (added, modified, deleted).",
+            ["kind"],
+            registry=r,
+        )
+        self.watch_fallbacks = Counter(
+            "tracktiond_watcher_fallbacks_total",
+            "Times a root fell back from live watching to periodic reconciliation.",
+            registry=r,
+        )
+        self.roots_by_mode = Gauge(
+            "tracktiond_roots", "Library roots by watch mode.", ["mode"], registry=r
+        )
+        self.reconciliations = Counter(
+            "tracktiond_reconciliations_total",
+            "Reconciliation walks completed, by trigger (startup, poll, full, reload, watcher).",
+            ["trigger"],
+            registry=r,
+        )
+        self.reconcile_last_duration = Gauge(
+            "tracktiond_reconcile_last_duration_seconds",
+            "Duration of the last completed full-root reconciliation.",
+            registry=r,
+        )
+        self.reconcile_last_completion = Gauge(
+            "tracktiond_reconcile_last_completion_timestamp_seconds",
+            "Unix time the last full-root reconciliation completed.",
+            registry=r,
+        )
+        self.catalog_up = Gauge(
+            "tracktiond_catalog_up", "1 when the catalog database is reachable.", registry=r
+        )
+        self.catalog_errors = Counter(
+            "tracktiond_catalog_errors_total",
+            "Catalog operations that failed transiently and were retried.",
+            registry=r,
+        )
+        self.reload_success = Gauge(
+            "tracktiond_config_last_reload_successful",
+            "1 when the last configuration reload succeeded.",
+            registry=r,
+        )
+        self.reload_timestamp = Gauge(
+            "tracktiond_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration (re)load.",
+            registry=r,
+        )
+        self.reloads = Counter(
+            "tracktiond_config_reloads_total",
+            "Configuration reloads, by result (success, failure).",
+            ["result"],
+            registry=r,
+        )
+        self.workers = Gauge("tracktiond_workers", "Configured worker count.", registry=r)
+        self.workers_busy = Gauge(
+            "tracktiond_workers_busy", "Workers processing a file right now.", registry=r
+        )
+        self.ready = Gauge("tracktiond_ready", "1 when the daemon reports ready.", registry=r)
+        self.catalog_up.set(0)
+        self.reload_success.set(1)
+        self.reload_timestamp.set_to_current_time()
+        if snapshot is not None:
+            r.register(_SnapshotCollector(snapshot))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
