@@ -113,14 +113,14 @@ class Daemon:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                try:
-                    await tg.start(http.serve)
-                except OSError as exc:
-                    raise TracktiondError(str(exc)) from exc
+                await tg.start(http.serve)
                 log.info("tracktiond %s listening on http://%s", __version__, http.address)
                 tg.start_soon(self._signals)
                 tg.start_soon(watchdog_loop, self.notifier, lambda: not self.stopping)
                 tg.start_soon(self._main)
+        except* OSError as group:
+            # the HTTP port cannot be bound (in use, not local): a clear message, exit 1
+            raise TracktiondError(str(group.exceptions[0])) from None
         finally:
             with anyio.CancelScope(shield=True):
                 await self._close()

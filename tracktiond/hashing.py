@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import xxhash
@@ -31,10 +32,19 @@ class FileDigest:
     device: int
     ctime_ns: int
     head: bytes  # the first SNIFF_BYTES, for content sniffing without a second read
+    audio_xxh128: str | None = None  # xxh3-128 of the planned audio byte ranges, if any
 
 
-def digest_file(path: str) -> FileDigest:
-    """Hash ``path`` in one pass; raise BadInput / TransientFileError with a reason."""
+# Given (fd, first bytes, size), the byte ranges whose content is the audio stream.
+RangePlanner = Callable[[int, bytes, int], list[tuple[int, int]] | None]
+
+
+def digest_file(path: str, plan: RangePlanner | None = None) -> FileDigest:
+    """Hash ``path`` in one pass; raise BadInput / TransientFileError with a reason.
+
+    With ``plan``, the bytes inside the planned ranges are also hashed on their own (the audio
+    payload without tags), in the same pass.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -49,8 +59,15 @@ def digest_file(path: str) -> FileDigest:
         before = os.fstat(fd)
         if hasattr(os, "posix_fadvise"):
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        ranges: list[tuple[int, int]] | None = None
+        if plan is not None and before.st_size > 0:
+            try:
+                ranges = plan(fd, os.pread(fd, SNIFF_BYTES, 0), before.st_size)
+            except OSError as exc:
+                raise _classify_os_error(exc) from None
         sha = hashlib.sha256()
         xxh = xxhash.xxh3_128()
+        audio = xxhash.xxh3_128() if ranges else None
         buf = bytearray(CHUNK_BYTES)
         view = memoryview(buf)
         head = b""
@@ -67,6 +84,11 @@ def digest_file(path: str) -> FileDigest:
                 head += bytes(chunk[: SNIFF_BYTES - total])
             sha.update(chunk)
             xxh.update(chunk)
+            if audio is not None and ranges:
+                for start, end in ranges:
+                    lo, hi = max(start, total), min(end, total + n)
+                    if lo < hi:
+                        audio.update(chunk[lo - total : hi - total])
             total += n
         after = os.fstat(fd)
     finally:
@@ -85,6 +107,7 @@ def digest_file(path: str) -> FileDigest:
         device=after.st_dev,
         ctime_ns=after.st_ctime_ns,
         head=head,
+        audio_xxh128=audio.hexdigest() if audio is not None else None,
     )
 
 

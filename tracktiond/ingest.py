@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tracktiond.audiohash import audio_ranges, is_ogg, ogg_audio_hash
 from tracktiond.errors import BadInput
 from tracktiond.formats import AudioFormat, extension, sniff
 from tracktiond.hashing import FileDigest, digest_file
@@ -22,6 +23,9 @@ class IngestResult:
     format: AudioFormat
     tags: dict[str, str] = field(default_factory=dict)
     stream: dict[str, str] = field(default_factory=dict)
+    # Identity of the audio stream alone (tags excluded): "a:" + xxh3-128 of the audio payload,
+    # or "f:" + the whole-file xxh3-128 for formats whose payload is not located.
+    audio_hash: str = ""
 
 
 def check_name(path: str) -> None:
@@ -39,7 +43,7 @@ def display_path(path: str) -> str:
 
 def ingest_file(path: str) -> IngestResult:
     check_name(path)
-    digest = digest_file(path)
+    digest = digest_file(path, _plan_audio)
     if digest.size == 0:
         raise BadInput("empty file (0 bytes)")
     fmt = sniff(digest.head)
@@ -50,7 +54,16 @@ def ingest_file(path: str) -> IngestResult:
     ext = extension(path)
     if ext and not _extension_matches(ext, fmt):
         stream["extension_mismatch"] = f".{ext} file contains {fmt.value}"
-    return IngestResult(digest=digest, format=fmt, tags=tags, stream=stream)
+    audio = digest.audio_xxh128
+    if audio is None and is_ogg(fmt):
+        audio = ogg_audio_hash(path)
+    audio_hash = f"a:{audio}" if audio else f"f:{digest.xxh128}"
+    return IngestResult(digest=digest, format=fmt, tags=tags, stream=stream, audio_hash=audio_hash)
+
+
+def _plan_audio(fd: int, head: bytes, size: int) -> list[tuple[int, int]] | None:
+    fmt = sniff(head)
+    return audio_ranges(fd, fmt, head, size) if fmt is not None else None
 
 
 _EXPECTED = {

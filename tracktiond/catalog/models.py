@@ -17,6 +17,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -90,6 +91,37 @@ class Recording(Base):
     format: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The audio stream's identity without tags (tracktiond.audiohash): analysis is keyed on it.
+    audio_hash: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+
+
+class AnalysisState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Analysis(Base):
+    """One row per distinct audio stream: the analysis queue and its results."""
+
+    __tablename__ = "analyses"
+
+    audio_hash: Mapped[str] = mapped_column(String(40), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    settings_fingerprint: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    results: Mapped[Any] = mapped_column(JSONVariant, nullable=True)
+    error_class: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(96), nullable=True)
+    lease_expires: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    duration_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    elapsed_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    analysed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class File(Base):
@@ -164,3 +196,4 @@ recordings = cast(Table, Recording.__table__)
 files = cast(Table, File.__table__)
 metadata_entries = cast(Table, MetadataEntry.__table__)
 tracklists = cast(Table, Tracklist.__table__)
+analyses = cast(Table, Analysis.__table__)

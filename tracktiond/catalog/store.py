@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, text, tuple_, update
+from sqlalchemy import and_, case, delete, exists, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
@@ -22,7 +22,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tracktiond.catalog import migrate
 from tracktiond.catalog.database import create_engine
-from tracktiond.catalog.models import FileState, files, metadata_entries, recordings, utcnow
+from tracktiond.catalog.models import (
+    AnalysisState,
+    FileState,
+    analyses,
+    files,
+    metadata_entries,
+    recordings,
+    utcnow,
+)
 from tracktiond.config import redact_url
 from tracktiond.errors import CatalogUnavailable, FailureClass, FileJobError, FileVanished
 from tracktiond.ingest import IngestResult
@@ -98,6 +106,15 @@ class JobResult:
     job: Job
     result: IngestResult | None = None
     error: FileJobError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisJob:
+    """One audio stream to analyse, and a present file that holds it."""
+
+    audio_hash: str
+    path: str
+    duration: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -558,11 +575,19 @@ class Catalog:
         }
         existing = (
             await conn.execute(
-                select(recordings.c.id, recordings.c.file_path).where(
+                select(recordings.c.id, recordings.c.file_path, recordings.c.audio_hash).where(
                     recordings.c.sha256_hash == d.sha256
                 )
             )
         ).first()
+        if existing is not None and existing.audio_hash is None:
+            # cataloged before audio identities existed: give it one now
+            await conn.execute(
+                update(recordings)
+                .where(recordings.c.id == existing.id)
+                .values(audio_hash=res.audio_hash)
+            )
+            await _link_analysis(conn, self.dialect, existing.id, res, now)
 
         if known.recording_id is None:
             if existing is not None:
@@ -616,6 +641,9 @@ class Catalog:
             await _repoint_recordings(conn, {old_id})
         else:
             # The only copy was edited (new tags, re-encode): same recording, new content facts.
+            old_audio = (
+                await conn.execute(select(recordings.c.audio_hash).where(recordings.c.id == old_id))
+            ).scalar()
             await conn.execute(
                 update(recordings)
                 .where(recordings.c.id == old_id)
@@ -626,10 +654,20 @@ class Catalog:
                     format=res.format.value,
                     file_path=known.path,
                     file_name=os.path.basename(known.path),
+                    audio_hash=res.audio_hash,
                     updated_at=now,
                 )
             )
             await _replace_metadata(conn, old_id, res)
+            if old_audio != res.audio_hash:
+                # new audio (not just new tags): its analysis is another one
+                await conn.execute(
+                    delete(metadata_entries).where(
+                        metadata_entries.c.recording_id == old_id,
+                        metadata_entries.c.source == "analysis",
+                    )
+                )
+                await _link_analysis(conn, self.dialect, old_id, res, now)
             await conn.execute(update(files).where(files.c.id == known.id).values(**done))
         return Outcome.CHANGED
 
@@ -707,6 +745,7 @@ class Catalog:
                 xxh128_hash=d.xxh128,
                 size=d.size,
                 format=res.format.value,
+                audio_hash=res.audio_hash,
                 created_at=now,
                 updated_at=now,
             )
@@ -728,7 +767,207 @@ class Catalog:
             ).scalar_one()
             return rec_id
         await _replace_metadata(conn, rec_id, res)
+        await _link_analysis(conn, self.dialect, rec_id, res, now)
         return rec_id
+
+    # ---- the analysis queue ----------------------------------------------------------------
+
+    async def claim_analyses(
+        self, owner: str, limit: int, lease: timedelta, fingerprint: str
+    ) -> list[AnalysisJob]:
+        """Lease audio streams that need analysing: new ones first, then those analysed with
+        other settings or an older version (re-analysed lazily)."""
+        now = utcnow()
+        present = (
+            select(recordings.c.id)
+            .join(files, files.c.recording_id == recordings.c.id)
+            .where(
+                recordings.c.audio_hash == analyses.c.audio_hash,
+                files.c.state == FileState.CATALOGED.value,
+            )
+        )
+        stale = and_(
+            analyses.c.state.in_((AnalysisState.DONE.value, AnalysisState.FAILED.value)),
+            or_(
+                analyses.c.settings_fingerprint.is_(None),
+                analyses.c.settings_fingerprint != fingerprint,
+            ),
+        )
+        candidates = (
+            select(analyses.c.audio_hash)
+            .where(
+                or_(analyses.c.state == AnalysisState.PENDING.value, stale),
+                or_(analyses.c.lease_expires.is_(None), analyses.c.lease_expires < now),
+                or_(analyses.c.not_before.is_(None), analyses.c.not_before <= now),
+                exists(present),
+            )
+            .order_by(
+                case((analyses.c.state == AnalysisState.PENDING.value, 0), else_=1),
+                analyses.c.created_at,
+            )
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        jobs: list[AnalysisJob] = []
+        async with self.engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    update(analyses)
+                    .where(analyses.c.audio_hash.in_(candidates.scalar_subquery()))
+                    .values(lease_owner=owner, lease_expires=now + lease)
+                    .returning(analyses.c.audio_hash, analyses.c.duration_seconds)
+                )
+            ).all()
+            for row in rows:
+                path = (
+                    await conn.execute(
+                        select(files.c.path)
+                        .join(recordings, files.c.recording_id == recordings.c.id)
+                        .where(
+                            recordings.c.audio_hash == row.audio_hash,
+                            files.c.state == FileState.CATALOGED.value,
+                        )
+                        .order_by(files.c.id)
+                        .limit(1)
+                    )
+                ).scalar()
+                if path is not None:
+                    jobs.append(AnalysisJob(row.audio_hash, path, row.duration_seconds))
+        return jobs
+
+    async def record_analysis(
+        self,
+        job: AnalysisJob,
+        owner: str,
+        *,
+        fingerprint: str,
+        version: int,
+        results: dict[str, Any] | None = None,
+        metadata: dict[str, str] | None = None,
+        failure: tuple[FailureClass, str] | None = None,
+        elapsed: float = 0.0,
+        max_attempts: int = 3,
+        retry_delay: Callable[[int], float] = lambda attempts: 60.0,
+    ) -> str:
+        """Store an analysis outcome for every recording with this audio; returns the state."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(analyses.c.lease_owner, analyses.c.attempts).where(
+                        analyses.c.audio_hash == job.audio_hash
+                    )
+                )
+            ).first()
+            if row is None or row.lease_owner != owner:
+                return "lost"  # our lease expired and another worker took the job
+            common = {
+                "lease_owner": None,
+                "lease_expires": None,
+                "updated_at": now,
+                "elapsed_seconds": elapsed,
+                "attempts": row.attempts + 1,
+            }
+            if failure is None:
+                await conn.execute(
+                    update(analyses)
+                    .where(analyses.c.audio_hash == job.audio_hash)
+                    .values(
+                        state=AnalysisState.DONE.value,
+                        settings_fingerprint=fingerprint,
+                        version=version,
+                        results=results,
+                        error_class=None,
+                        last_error=None,
+                        not_before=None,
+                        analysed_at=now,
+                        **common,
+                    )
+                )
+                rec_ids = (
+                    (
+                        await conn.execute(
+                            select(recordings.c.id).where(recordings.c.audio_hash == job.audio_hash)
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+                for rec_id in rec_ids:
+                    await _write_analysis_metadata(conn, rec_id, metadata or {})
+                return AnalysisState.DONE.value
+            klass, reason = failure
+            retry = klass is FailureClass.TRANSIENT and row.attempts + 1 < max_attempts
+            await conn.execute(
+                update(analyses)
+                .where(analyses.c.audio_hash == job.audio_hash)
+                .values(
+                    state=AnalysisState.PENDING.value if retry else AnalysisState.FAILED.value,
+                    settings_fingerprint=fingerprint,
+                    version=version,
+                    error_class=klass.value,
+                    last_error=reason,
+                    not_before=now + timedelta(seconds=retry_delay(row.attempts + 1))
+                    if retry
+                    else None,
+                    **common,
+                )
+            )
+            return AnalysisState.PENDING.value if retry else AnalysisState.FAILED.value
+
+    async def release_analysis_leases(self, owners: Sequence[str]) -> int:
+        if not owners:
+            return 0
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(analyses)
+                .where(analyses.c.lease_owner.in_(list(owners)))
+                .values(lease_owner=None, lease_expires=None)
+            )
+            return int(result.rowcount or 0)
+
+    async def analysis_owners(self, prefix: str) -> list[str]:
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(analyses.c.lease_owner)
+                .where(analyses.c.lease_owner >= prefix, analyses.c.lease_owner < upper)
+                .distinct()
+            )
+            return [r.lease_owner for r in rows]
+
+    async def analysis_stats(self, fingerprint: str) -> dict[str, int]:
+        """Analysed (with the current settings), pending (incl. stale), failed."""
+        current = analyses.c.settings_fingerprint == fingerprint
+        kind = case(
+            (and_(analyses.c.state == AnalysisState.DONE.value, current), "analysed"),
+            (and_(analyses.c.state == AnalysisState.FAILED.value, current), "failed"),
+            else_="pending",
+        )
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(kind.label("kind"), func.count()).group_by(kind))
+            out = {"analysed": 0, "pending": 0, "failed": 0}
+            out.update({r[0]: int(r[1]) for r in rows})
+            return out
+
+    async def analysis_failures(self, limit: int = 10) -> list[Failure]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(
+                    recordings.c.file_path,
+                    analyses.c.error_class,
+                    analyses.c.last_error,
+                    analyses.c.updated_at,
+                )
+                .join(recordings, recordings.c.audio_hash == analyses.c.audio_hash)
+                .where(analyses.c.state == AnalysisState.FAILED.value)
+                .order_by(analyses.c.updated_at.desc())
+                .limit(limit)
+            )
+            return [
+                Failure(r.file_path, r.error_class or "", r.last_error or "", r.updated_at)
+                for r in rows
+            ]
 
     # ---- maintenance and reporting ---------------------------------------------------------
 
@@ -969,3 +1208,55 @@ def _exists(path: str) -> bool:
     # One lstat while deciding move-versus-copy inside a short transaction; cheap on local
     # disks, and the alternative (deciding outside) would race with the disk changing.
     return os.path.lexists(path)
+
+
+async def _link_analysis(
+    conn: AsyncConnection, dialect: str, rec_id: uuid.UUID, res: IngestResult, now: datetime
+) -> None:
+    """Make sure the recording's audio has an analysis row; copy finished results over."""
+    duration = None
+    try:
+        duration = float(res.stream.get("duration", "")) or None
+    except ValueError:
+        duration = None
+    await conn.execute(
+        _dialect_insert(dialect, analyses)
+        .values(
+            audio_hash=res.audio_hash,
+            state=AnalysisState.PENDING.value,
+            attempts=0,
+            duration_seconds=duration,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing()
+    )
+    row = (
+        await conn.execute(
+            select(analyses.c.state, analyses.c.results).where(
+                analyses.c.audio_hash == res.audio_hash
+            )
+        )
+    ).first()
+    if row is not None and row.state == AnalysisState.DONE.value and row.results:
+        metadata = row.results.get("metadata") if isinstance(row.results, dict) else None
+        if isinstance(metadata, dict):
+            await _write_analysis_metadata(
+                conn, rec_id, {str(k): str(v) for k, v in metadata.items()}
+            )
+
+
+async def _write_analysis_metadata(
+    conn: AsyncConnection, rec_id: uuid.UUID, metadata: dict[str, str]
+) -> None:
+    await conn.execute(
+        delete(metadata_entries).where(
+            metadata_entries.c.recording_id == rec_id, metadata_entries.c.source == "analysis"
+        )
+    )
+    rows = [
+        {"recording_id": rec_id, "key": k, "value": v, "source": "analysis"}
+        for k, v in metadata.items()
+    ]
+    if rows:
+        await conn.execute(insert(metadata_entries), rows)
