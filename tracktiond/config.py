@@ -20,6 +20,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -145,6 +146,35 @@ class WorkersConfig(_Section):
     count: Annotated[int, Field(ge=0, le=512)] = 0
 
 
+class AnalysisConfig(_Section):
+    enabled: bool = True
+    # Analysis worker processes; 0 means half the CPUs (at least one): ingest needs some too.
+    workers: Annotated[int, Field(ge=0, le=256)] = 0
+    # Half/double-time ambiguity is resolved into this tempo range.
+    bpm_min: Annotated[float, Field(gt=0, lt=1000)] = 70.0
+    bpm_max: Annotated[float, Field(gt=0, le=1000)] = 180.0
+    # Recordings longer than this (seconds) also get a tempo curve and keys per segment.
+    long_recording_seconds: Annotated[float, Field(gt=0)] = 900.0
+    curve_window_seconds: Annotated[float, Field(ge=5, le=600)] = 30.0
+    key_profile: Literal[
+        "edma", "edmm", "bgate", "temperley", "krumhansl", "shaath", "diatonic", "noland",
+        "faraldo", "tonictriad", "temperley2005", "thpcp", "gomez",
+    ] = "edma"  # fmt: skip
+    # Optional essentia TensorFlow mood models (see docs/analysis.md).
+    models_dir: Path | None = None
+    memory_limit_mb: Annotated[int, Field(ge=128)] = 1536
+    # Per-file timeout: timeout_base + timeout_factor * duration (seconds).
+    timeout_base: Annotated[float, Field(gt=0)] = 60.0
+    timeout_factor: Annotated[float, Field(ge=0)] = 0.25
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 2
+
+    @model_validator(mode="after")
+    def _range(self) -> AnalysisConfig:
+        if self.bpm_min >= self.bpm_max:
+            raise ValueError(f"bpm_min ({self.bpm_min}) must be below bpm_max ({self.bpm_max})")
+        return self
+
+
 class DaemonConfig(_Section):
     shutdown_grace: Annotated[float, Field(ge=0)] = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -158,6 +188,7 @@ class Config(_Section):
     tagging: TaggingConfig = TaggingConfig()
     graph: GraphConfig = GraphConfig()
     workers: WorkersConfig = WorkersConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
     daemon: DaemonConfig = DaemonConfig()
 
     # Where the configuration came from (None: built-in defaults); not a TOML key.
@@ -177,6 +208,8 @@ class Config(_Section):
         data["database"]["url"] = redact_url(self.database_url)
         data["graph"]["password"] = REDACTED if self.graph.password.get_secret_value() else ""
         data["library"]["roots"] = [str(p) for p in self.library.roots]
+        models = self.analysis.models_dir
+        data["analysis"]["models_dir"] = str(models) if models else None
         return data
 
 
@@ -260,7 +293,11 @@ def config_from_mapping(
     base = source.parent if source else Path.cwd()
     roots = [_resolve_root(p, base) for p in config.library.roots]
     library = config.library.model_copy(update={"roots": roots})
-    return config.model_copy(update={"library": library})
+    analysis = config.analysis
+    if analysis.models_dir is not None:
+        models = _resolve_root(analysis.models_dir, base)
+        analysis = analysis.model_copy(update={"models_dir": models})
+    return config.model_copy(update={"library": library, "analysis": analysis})
 
 
 def _resolve_root(path: Path, base: Path) -> Path:

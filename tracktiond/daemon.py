@@ -20,7 +20,7 @@ import time
 from collections import deque
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -28,7 +28,7 @@ from anyio.abc import TaskGroup
 from tracktiond import __version__
 from tracktiond.catalog.database import is_sqlite
 from tracktiond.catalog.health import CatalogHealth, is_transient
-from tracktiond.catalog.store import Catalog, Job, JobResult, Outcome
+from tracktiond.catalog.store import AnalysisJob, Catalog, Failure, Job, JobResult, Outcome
 from tracktiond.config import Config, load_config
 from tracktiond.errors import ConfigError, TracktiondError
 from tracktiond.http import HttpServer, Request, Response
@@ -38,6 +38,9 @@ from tracktiond.scanner import Reconciler, ScanSummary
 from tracktiond.systemd import Notifier, watchdog_loop
 from tracktiond.watcher import RootWatcher, WatchMode
 from tracktiond.workers import IngestPool, make_owner_id, release_dead_local_leases
+
+if TYPE_CHECKING:
+    from tracktiond.analysis_stage import AnalysisStage
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,8 @@ class Daemon:
         self.owner = make_owner_id()
         self.catalog: Catalog | None = None
         self.pool: IngestPool | None = None
+        self.analysis: AnalysisStage | None = None
+        self._analysis_done = anyio.Event()
         self.watchers: dict[str, tuple[RootWatcher, anyio.CancelScope]] = {}
         self.ready = False
         self.first_reconcile_done = False
@@ -143,6 +148,18 @@ class Daemon:
             on_result=self._on_result,
         )
         self._tg.start_soon(self._run_pool)
+        if self.config.analysis.enabled:
+            from tracktiond.analysis_stage import AnalysisStage
+
+            self.analysis = AnalysisStage(
+                self.catalog,
+                self.config.analysis,
+                owner=self.owner,
+                cpus=os.cpu_count() or 1,
+                health=self.health,
+                on_result=self._on_analysis,
+            )
+            self._tg.start_soon(self._run_analysis)
         self._tg.start_soon(self._snapshot_loop)
         # Watchers first, so nothing that changes during the first reconciliation is missed.
         for root in self._roots():
@@ -174,11 +191,19 @@ class Daemon:
         finally:
             self._pool_done.set()
 
+    async def _run_analysis(self) -> None:
+        assert self.analysis is not None
+        try:
+            await self.analysis.run()
+        finally:
+            self._analysis_done.set()
+
     async def _close(self) -> None:
         if self.catalog is not None:
             try:
                 with anyio.move_on_after(5):
                     await self.catalog.release_leases([self.owner])
+                    await self.catalog.release_analysis_leases([self.owner])
             except Exception as exc:  # the catalog may be down: the leases expire on their own
                 log.warning("could not release work leases: %s", exc)
             await self.catalog.close()
@@ -230,11 +255,15 @@ class Daemon:
         self.notifier.stopping()
         for _, scope in self.watchers.values():
             scope.cancel()
+        if self.analysis is not None:
+            self.analysis.stop_claiming()
         if self.pool is not None:
             self.pool.stop_claiming()
             grace = self.config.daemon.shutdown_grace
             with anyio.move_on_after(grace) as scope:
                 await self._pool_done.wait()
+                if self.analysis is not None:  # running analyses finish within the grace too
+                    await self._analysis_done.wait()
             if scope.cancelled_caught:
                 log.warning("jobs still running after %.0f s: cancelling them", grace)
         self._tg.cancel_scope.cancel()
@@ -264,6 +293,8 @@ class Daemon:
             self.pool.resize(self._worker_count(new))
             self.pool.max_attempts = new.scan.max_attempts
         self.metrics.workers.set(self._worker_count(new))
+        if self.analysis is not None:
+            self.analysis.reconfigure(new.analysis)
         self.config = new
         old_roots, new_roots = set(map(str, old.library.roots)), set(map(str, new.library.roots))
         for root in sorted(old_roots - new_roots):
@@ -399,12 +430,37 @@ class Daemon:
                     "final": outcome is Outcome.FAILED,
                 }
             )
+        if self.analysis is not None and outcome in (Outcome.NEW, Outcome.CHANGED):
+            self.analysis.wake()
         log.debug(
             "%s %s",
             outcome.value,
             job.path,
             extra={"path": job.path, "job_id": job.file_id, "outcome": outcome.value},
         )
+
+    def _on_analysis(
+        self, job: AnalysisJob, state: str, seconds: float, failure: str | None, audio: float
+    ) -> None:
+        stage = "analysis"
+        self.metrics.jobs.labels(stage, state).inc()
+        self.metrics.stage_duration.labels(stage).observe(seconds)
+        if failure is not None:
+            self.metrics.job_failures.labels(stage, failure).inc()
+            self.recent_failures.appendleft(
+                {
+                    "path": job.path,
+                    "job_id": job.audio_hash,
+                    "stage": stage,
+                    "class": failure,
+                    "reason": "analysis failed",
+                    "at": time.time(),
+                    "final": state == "failed",
+                }
+            )
+        elif audio > 0 and seconds > 0:
+            self.metrics.analysis_audio.inc(audio)
+            self.metrics.analysis_realtime.set(audio / seconds)
 
     async def _snapshot_loop(self) -> None:
         while True:
@@ -417,6 +473,11 @@ class Daemon:
         try:
             st = await self.catalog.status(failures=10)
             depth, oldest = await self.catalog.queue_stats()
+            analysis: dict[str, int] = {}
+            analysis_failures: list[Failure] = []
+            if self.analysis is not None:
+                analysis = await self.catalog.analysis_stats(self.analysis.settings.fingerprint())
+                analysis_failures = await self.catalog.analysis_failures(10)
         except Exception as exc:
             if not is_transient(exc):
                 raise
@@ -429,11 +490,27 @@ class Daemon:
             duplicate_recordings=st.duplicate_recordings,
             queue_depth=depth,
             oldest_pending_epoch=oldest.timestamp() if oldest else None,
+            analysis=analysis,
             taken=time.monotonic(),
         )
         self.db_failures = [
-            {"path": f.path, "class": f.error_class, "reason": f.reason, "at": f.at.isoformat()}
+            {
+                "path": f.path,
+                "stage": "ingest",
+                "class": f.error_class,
+                "reason": f.reason,
+                "at": f.at.isoformat(),
+            }
             for f in st.recent_failures
+        ] + [
+            {
+                "path": f.path,
+                "stage": "analysis",
+                "class": f.error_class,
+                "reason": f.reason,
+                "at": f.at.isoformat(),
+            }
+            for f in analysis_failures
         ]
         if self.pool is not None:
             self.metrics.workers_busy.set(self.pool.stats.busy)
@@ -487,6 +564,8 @@ class Daemon:
         self._update_root_gauges()
         if self.pool is not None:
             self.metrics.workers_busy.set(self.pool.stats.busy)
+        if self.analysis is not None:
+            self.metrics.analysis_busy.set(self.analysis.busy)
         return Response(200, self.metrics.exposition(), content_type=CONTENT_TYPE)
 
     async def _status(self, request: Request) -> Response:
@@ -518,6 +597,12 @@ class Daemon:
                 "count": self.pool.concurrency if self.pool else 0,
                 "busy": self.pool.stats.busy if self.pool else 0,
                 "processed": self.pool.stats.processed if self.pool else 0,
+            },
+            "analysis": {
+                "enabled": self.analysis is not None,
+                **snap.analysis,
+                "workers": self.analysis.concurrency if self.analysis else 0,
+                "busy": self.analysis.busy if self.analysis else 0,
             },
             "reconciling": self.reconciling,
             "recent_failures": self.db_failures,

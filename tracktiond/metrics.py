@@ -43,6 +43,7 @@ class CatalogSnapshot:
     duplicate_recordings: int = 0
     queue_depth: int = 0
     oldest_pending_epoch: float | None = None
+    analysis: dict[str, int] = field(default_factory=dict)
     taken: float = 0.0
 
 
@@ -70,6 +71,14 @@ class _SnapshotCollector(Collector):
         yield GaugeMetricFamily(
             "tracktiond_queue_depth", "Files waiting to be processed.", value=snap.queue_depth
         )
+        analysis = GaugeMetricFamily(
+            "tracktiond_analysis_streams",
+            "Distinct audio streams by analysis state (analysed, pending, failed).",
+            labels=["state"],
+        )
+        for state, n in sorted(snap.analysis.items()):
+            analysis.add_metric([state], n)
+        yield analysis
         age = 0.0
         if snap.oldest_pending_epoch is not None:
             age = max(0.0, time.time() - snap.oldest_pending_epoch)
@@ -164,6 +173,19 @@ class Metrics:
             "Configuration reloads, by result (success, failure).",
             ["result"],
             registry=r,
+        )
+        self.analysis_audio = Counter(
+            "tracktiond_analysis_audio_seconds_total",
+            "Seconds of audio analysed (its rate over the analysis busy time is the speed).",
+            registry=r,
+        )
+        self.analysis_realtime = Gauge(
+            "tracktiond_analysis_realtime_factor",
+            "Audio seconds per wall-clock second of the last analysed file.",
+            registry=r,
+        )
+        self.analysis_busy = Gauge(
+            "tracktiond_analysis_workers_busy", "Analysis worker processes at work.", registry=r
         )
         self.workers = Gauge("tracktiond_workers", "Configured worker count.", registry=r)
         self.workers_busy = Gauge(

@@ -55,15 +55,21 @@ def pid_alive(pid: int) -> bool:
 async def release_dead_local_leases(catalog: Catalog) -> int:
     """Leases held by earlier processes on this host that no longer run (kill -9, crash)."""
     prefix = f"{socket.gethostname()}:"
-    dead = []
-    for owner in await catalog.lease_owners(prefix):
-        try:
-            pid = int(owner.split(":")[1])
-        except (IndexError, ValueError):
-            continue
-        if pid != os.getpid() and not pid_alive(pid):
-            dead.append(owner)
-    return await catalog.release_leases(dead)
+
+    def dead(owners: list[str]) -> list[str]:
+        out = []
+        for owner in owners:
+            try:
+                pid = int(owner.split(":")[1])
+            except (IndexError, ValueError):
+                continue
+            if pid != os.getpid() and not pid_alive(pid):
+                out.append(owner)
+        return out
+
+    released = await catalog.release_leases(dead(await catalog.lease_owners(prefix)))
+    released += await catalog.release_analysis_leases(dead(await catalog.analysis_owners(prefix)))
+    return released
 
 
 def exponential_backoff(attempts: int) -> float:
