@@ -144,6 +144,13 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
+def _rss_or_zero(pid: int) -> int:
+    try:
+        return proc_status(pid).get("VmRSS", 0)
+    except OSError:
+        return 0
+
+
 def inotify_watches(pid: int) -> int:
     """How many inotify watches the process holds (one per watched directory)."""
     count = 0
@@ -200,8 +207,18 @@ def machine_info(workdir: Path) -> dict[str, Any]:
         info["tracktiond_version"] = importlib.metadata.version("tracktiond")
     except importlib.metadata.PackageNotFoundError:
         info["tracktiond_version"] = None
+    # The code the daemon subprocesses import (PYTHONPATH may point at another checkout).
+    probe = subprocess.run(
+        [sys.executable, "-c", "import tracktiond; print(tracktiond.__file__)"],
+        cwd=tempfile.gettempdir(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    package = Path(probe.stdout.strip()).parent
+    info["tracktiond_imported_from"] = str(package)
     git = subprocess.run(
-        ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+        ["git", "-C", str(package), "describe", "--always", "--dirty"],
         capture_output=True,
         text=True,
         check=False,
@@ -232,7 +249,9 @@ class DaemonError(RuntimeError):
 class Daemon:
     """``tracktiond run`` with an isolated state directory and config file."""
 
-    def __init__(self, home: Path, roots: Sequence[Path], settle: float) -> None:
+    def __init__(
+        self, home: Path, roots: Sequence[Path], settle: float, extra_config: str = ""
+    ) -> None:
         self.home = home
         self.state_home = home / "state"
         self.logs = home / "logs"
@@ -246,7 +265,7 @@ class Daemon:
             f"roots = [{root_list}]\n"
             f"settle_interval = {settle}\n\n"
             "[http]\n"
-            f'listen = "127.0.0.1:{self.port}"\n'
+            f'listen = "127.0.0.1:{self.port}"\n' + (f"\n{extra_config}\n" if extra_config else "")
         )
         self.db_path = self.state_home / "tracktiond" / "catalog.db"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -269,7 +288,9 @@ class Daemon:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """A one-shot `tracktiond` command against this daemon's config and catalog."""
         cmd = [sys.executable, "-m", "tracktiond", *args, "--config", str(self.config)]
-        return subprocess.run(cmd, env=self.env, capture_output=True, text=True, check=False)
+        return subprocess.run(
+            cmd, env=self.env, cwd=self.home, capture_output=True, text=True, check=False
+        )
 
     def start(self) -> None:
         self.runs += 1
@@ -279,7 +300,7 @@ class Daemon:
         self.started_at = time.perf_counter()
         try:
             self.proc = subprocess.Popen(
-                cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
+                cmd, env=self.env, cwd=self.home, stdin=subprocess.DEVNULL, stdout=out, stderr=out
             )
         finally:
             out.close()
@@ -779,7 +800,7 @@ def phase_latency(args: argparse.Namespace, workdir: Path, res: Results) -> None
     audiogen = load_audiogen()
     for i, fmt in enumerate(("mp3", "flac", "wav")):  # empty-ish: a few files already there
         audiogen.make_audio(root / f"already here {i}{audiogen.EXTENSIONS[fmt]}", fmt, seed=90 + i)
-    daemon = Daemon(home, [root], args.settle)
+    daemon = Daemon(home, [root], args.settle, args.config_extra)
     try:
         daemon.start()
         times = daemon.wait_ready(120)
@@ -808,7 +829,7 @@ def phase_library(args: argparse.Namespace, workdir: Path, res: Results) -> None
     root = Path(res.library["root"])
     home = workdir / "big"
     shutil.rmtree(home, ignore_errors=True)
-    daemon = Daemon(home, [root], args.settle)
+    daemon = Daemon(home, [root], args.settle, args.config_extra)
     try:
         log(f"cataloging {args.files:,} files with tracktiond scan")
         res.scan = run_scan(daemon, root, res.library["files"])
@@ -840,11 +861,13 @@ def phase_library(args: argparse.Namespace, workdir: Path, res: Results) -> None
         log(f"idle window: {args.idle_seconds:.0f} s without touching the daemon")
         res.idle = measure_idle(daemon.pid, args.idle_seconds)
         mem = proc_status(daemon.pid)
+        children = _descendants(daemon.pid)
         res.memory = {
             "rss_mb": mem["VmRSS"] / MB,
             "hwm_mb": mem["VmHWM"] / MB,
             "threads": mem.get("Threads"),
-            "children": len(_descendants(daemon.pid)),
+            "children": len(children),
+            "children_rss_mb": sum(_rss_or_zero(c) for c in children) / MB,
         }
         log(
             f"idle CPU {res.idle['percent_of_one_core']:.2f} % of one core; "
@@ -938,7 +961,8 @@ def render(res: Results) -> str:
         "tracktiond daemon benchmark",
         f"machine: {m.get('nproc')} CPUs ({m.get('cpu_model')}), {m.get('memory_gib')} GiB RAM, "
         f"{m.get('filesystem')}, Python {m.get('python')}, kernel {m.get('kernel')}",
-        f"tracktiond {m.get('tracktiond_version')} ({m.get('tracktiond_commit')}); "
+        f"tracktiond {m.get('tracktiond_version')} from {m.get('tracktiond_imported_from')} "
+        f"(git {m.get('tracktiond_commit')}); "
         f"inotify max_user_watches {m.get('inotify_max_user_watches'):,}, "
         f"max_user_instances {m.get('inotify_max_user_instances')}",
         f"load average at start: {m.get('loadavg_at_start')}, at end: {m.get('loadavg_at_end')}",
@@ -1119,6 +1143,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="after the idle window, profile the idle daemon with py-spy for this long",
     )
     p.add_argument("--skip-latency", action="store_true", help="skip the latency phase")
+    p.add_argument(
+        "--config-extra",
+        default="",
+        metavar="TOML",
+        help="more TOML appended to every daemon's config (e.g. another section)",
+    )
     args = p.parse_args(argv)
     if args.files < 1 or args.dirs < 1 or args.dirs > args.files or args.drops < 0:
         p.error("need --files >= --dirs >= 1 and --drops >= 0")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -20,7 +21,7 @@ import anyio
 import click
 
 from tracktiond import __version__
-from tracktiond.catalog.store import Catalog, CatalogStatus, DuplicateGroup
+from tracktiond.catalog.store import Catalog, CatalogStatus, DuplicateGroup, Outcome
 from tracktiond.config import Config, load_config
 from tracktiond.errors import CatalogUnavailable, ConfigError, TracktiondError
 from tracktiond.logs import setup_logging
@@ -334,6 +335,67 @@ def _group_dict(g: DuplicateGroup) -> dict[str, Any]:
         "size": g.size,
         "paths": g.paths,
     }
+
+
+@main.command("analyze")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@config_option
+@json_option
+@handled
+async def analyze(files: tuple[Path, ...], config_path: Path | None, as_json: bool) -> int:
+    """Analyse FILES (tempo, key, loudness, danceability, mood) and print the results.
+
+    The catalog is not touched. Analysis runs in crash-isolated worker processes, as in the
+    daemon, with the [analysis] settings of the configuration."""
+    from tracktiond.analysis.pool import AnalysisFailed, AnalysisPool
+    from tracktiond.analysis_stage import settings_from_config
+
+    config = _load(config_path)
+    settings = settings_from_config(config.analysis)
+    results: list[dict[str, Any]] = []
+    failed = 0
+    async with AnalysisPool(
+        min(len(files), config.analysis.workers or max(1, (os.cpu_count() or 2) // 2)),
+        memory_limit_bytes=config.analysis.memory_limit_mb * 1024 * 1024,
+        timeout_base=config.analysis.timeout_base,
+        timeout_factor=config.analysis.timeout_factor,
+    ) as pool:
+
+        async def one(path: Path, slot: int) -> None:
+            nonlocal failed
+            try:
+                result = await pool.analyze(str(path), settings)
+                results[slot] = {"path": str(path), "ok": True, **result.to_dict()}
+                results[slot]["summary"] = result.to_metadata()
+            except AnalysisFailed as exc:
+                failed += 1
+                results[slot] = {
+                    "path": str(path),
+                    "ok": False,
+                    "failure_class": exc.failure_class.value,
+                    "error": exc.reason,
+                }
+            bar.processed(Outcome.NEW, 0)
+
+        results = [{} for _ in files]
+        bar = ScanProgressBar(enabled=not as_json and sys.stderr.isatty())
+        with bar:
+            bar.queued(len(files))
+            async with anyio.create_task_group() as tg:
+                for slot, path in enumerate(files):
+                    tg.start_soon(one, path, slot)
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            if not r["ok"]:
+                click.echo(f"{r['path']}: cannot analyse: {r['error']}")
+                continue
+            click.echo(r["path"])
+            for key, value in r["summary"].items():
+                if len(value) <= 120:
+                    click.echo(f"  {key.removeprefix('analysis.')}: {value}")
+    return EXIT_FAILURE if failed == len(files) else EXIT_OK
 
 
 @main.command("show")

@@ -192,8 +192,20 @@ class Tracklist(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class GraphOutbox(Base):
+    """A recording whose graph projection must be refreshed (no FK: it may be deleted since)."""
+
+    __tablename__ = "graph_outbox"
+    __table_args__ = (Index("ix_graph_outbox_recording_id", "recording_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    recording_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 recordings = cast(Table, Recording.__table__)
 files = cast(Table, File.__table__)
 metadata_entries = cast(Table, MetadataEntry.__table__)
 tracklists = cast(Table, Tracklist.__table__)
 analyses = cast(Table, Analysis.__table__)
+graph_outbox = cast(Table, GraphOutbox.__table__)

@@ -27,8 +27,10 @@ from tracktiond.catalog.models import (
     FileState,
     analyses,
     files,
+    graph_outbox,
     metadata_entries,
     recordings,
+    tracklists,
     utcnow,
 )
 from tracktiond.config import redact_url
@@ -115,6 +117,20 @@ class AnalysisJob:
     audio_hash: str
     path: str
     duration: float | None
+
+
+@dataclass(slots=True)
+class RecordingProjection:
+    """A recording as the graph shows it."""
+
+    id: uuid.UUID
+    file_path: str
+    file_name: str
+    sha256: str
+    format: str
+    paths: list[str] = field(default_factory=list)  # present file locations
+    metadata: dict[str, str] = field(default_factory=dict)  # tags, stream and analysis keys
+    tracklists: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +291,7 @@ class Catalog:
         now = utcnow()
         async with self.engine.begin() as conn:
             for chunk in _chunks(ids, IN_CHUNK):
-                await conn.execute(
+                result = await conn.execute(
                     update(files)
                     .where(files.c.id.in_(chunk))
                     .values(
@@ -285,7 +301,9 @@ class Catalog:
                         last_seen=now,
                         updated_at=now,
                     )
+                    .returning(files.c.recording_id)
                 )
+                await _touch_graph(conn, {r.recording_id for r in result if r.recording_id})
 
     async def relocate(self, moves: Sequence[tuple[KnownFile, Observed]]) -> list[Job]:
         """Same inode, same size and mtime, old path gone: a rename. No read needed.
@@ -324,6 +342,7 @@ class Catalog:
                 )
                 if known.recording_id is not None:
                     await _point_recording_at(conn, known.recording_id, o.path, replace=known.path)
+                    await _touch_graph(conn, [known.recording_id])
         return jobs
 
     async def touch(self, ids: Sequence[int]) -> None:
@@ -355,6 +374,7 @@ class Catalog:
                 affected = {r.recording_id for r in changed_rows if r.recording_id is not None}
                 count += len(changed_rows)
                 await _repoint_recordings(conn, affected)
+                await _touch_graph(conn, affected)
         return count
 
     async def record_walk_failures(self, failures: Sequence[tuple[str, str, str]]) -> None:
@@ -601,12 +621,14 @@ class Catalog:
                         .values(path=known.path, dir=os.path.dirname(known.path), **done)
                     )
                     await _point_recording_at(conn, existing.id, known.path, replace=source.path)
+                    await _touch_graph(conn, [existing.id])
                     return Outcome.MOVED
                 await conn.execute(
                     update(files)
                     .where(files.c.id == known.id)
                     .values(recording_id=existing.id, **done)
                 )
+                await _touch_graph(conn, [existing.id])
                 return Outcome.DUPLICATE
             rec_id = await self._insert_recording(conn, known.path, res, now)
             await conn.execute(
@@ -624,6 +646,7 @@ class Catalog:
             )
             await _drop_if_orphan(conn, old_id)
             await _repoint_recordings(conn, {old_id})
+            await _touch_graph(conn, [old_id, existing.id])
             return Outcome.CHANGED
         others = (
             await conn.execute(
@@ -669,6 +692,7 @@ class Catalog:
                 )
                 await _link_analysis(conn, self.dialect, old_id, res, now)
             await conn.execute(update(files).where(files.c.id == known.id).values(**done))
+        await _touch_graph(conn, [old_id])
         return Outcome.CHANGED
 
     async def _record_failure(
@@ -700,6 +724,7 @@ class Catalog:
             )
             if known.recording_id is not None:
                 await _repoint_recordings(conn, {known.recording_id})
+                await _touch_graph(conn, [known.recording_id])
             return Outcome.MISSING
         retry = klass is FailureClass.TRANSIENT and attempts < max_attempts
         await conn.execute(
@@ -768,6 +793,7 @@ class Catalog:
             return rec_id
         await _replace_metadata(conn, rec_id, res)
         await _link_analysis(conn, self.dialect, rec_id, res, now)
+        await _touch_graph(conn, [rec_id])
         return rec_id
 
     # ---- the analysis queue ----------------------------------------------------------------
@@ -895,6 +921,7 @@ class Catalog:
                 )
                 for rec_id in rec_ids:
                     await _write_analysis_metadata(conn, rec_id, metadata or {})
+                await _touch_graph(conn, rec_ids)
                 return AnalysisState.DONE.value
             klass, reason = failure
             retry = klass is FailureClass.TRANSIENT and row.attempts + 1 < max_attempts
@@ -969,6 +996,98 @@ class Catalog:
                 for r in rows
             ]
 
+    # ---- the graph outbox ------------------------------------------------------------------
+
+    async def outbox_batch(self, limit: int) -> list[tuple[int, uuid.UUID]]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(graph_outbox.c.id, graph_outbox.c.recording_id)
+                .order_by(graph_outbox.c.id)
+                .limit(limit)
+            )
+            return [(r.id, r.recording_id) for r in rows]
+
+    async def delete_outbox(self, ids: Sequence[int]) -> None:
+        async with self.engine.begin() as conn:
+            for chunk in _chunks(ids, IN_CHUNK):
+                await conn.execute(delete(graph_outbox).where(graph_outbox.c.id.in_(chunk)))
+
+    async def clear_outbox(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(graph_outbox))
+
+    async def outbox_stats(self) -> tuple[int, datetime | None]:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(func.count(), func.min(graph_outbox.c.created_at)))
+            ).one()
+        oldest = row[1]
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        return int(row[0]), oldest
+
+    async def recording_ids(self, after: uuid.UUID | None, limit: int) -> list[uuid.UUID]:
+        """Every recording id, in pages (for rebuilding projections)."""
+        query = select(recordings.c.id).order_by(recordings.c.id).limit(limit)
+        if after is not None:
+            query = query.where(recordings.c.id > after)
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).scalars().all())
+
+    async def recording_projections(
+        self, rec_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, RecordingProjection | None]:
+        """What the graph shows of each recording; None for recordings that no longer exist."""
+        out: dict[uuid.UUID, RecordingProjection | None] = dict.fromkeys(rec_ids)
+        if not rec_ids:
+            return out
+        async with self.engine.connect() as conn:
+            for chunk in _chunks(list(rec_ids), IN_CHUNK):
+                for r in await conn.execute(select(recordings).where(recordings.c.id.in_(chunk))):
+                    out[r.id] = RecordingProjection(
+                        id=r.id,
+                        file_path=r.file_path,
+                        file_name=r.file_name,
+                        sha256=r.sha256_hash,
+                        format=r.format,
+                    )
+                for f in await conn.execute(
+                    select(files.c.recording_id, files.c.path)
+                    .where(
+                        files.c.recording_id.in_(chunk),
+                        files.c.state != FileState.MISSING.value,
+                    )
+                    .order_by(files.c.id)
+                ):
+                    proj = out.get(f.recording_id)
+                    if proj is not None:
+                        proj.paths.append(f.path)
+                for m in await conn.execute(
+                    select(
+                        metadata_entries.c.recording_id,
+                        metadata_entries.c.key,
+                        metadata_entries.c.value,
+                    ).where(metadata_entries.c.recording_id.in_(chunk))
+                ):
+                    proj = out.get(m.recording_id)
+                    if proj is not None:
+                        proj.metadata[m.key] = m.value
+                for t in await conn.execute(
+                    select(tracklists).where(tracklists.c.recording_id.in_(chunk))
+                ):
+                    proj = out.get(t.recording_id)
+                    if proj is not None:
+                        proj.tracklists.append(
+                            {
+                                "id": str(t.id),
+                                "source": t.source,
+                                "cue_file_path": t.cue_file_path,
+                                "tracks": t.tracks,
+                            }
+                        )
+        # A recording with no present file is not shown in the graph.
+        return {k: (v if v is not None and v.paths else None) for k, v in out.items()}
+
     # ---- maintenance and reporting ---------------------------------------------------------
 
     async def purge_missing(self, older_than: timedelta) -> int:
@@ -982,6 +1101,7 @@ class Catalog:
             affected = {r.recording_id for r in result if r.recording_id is not None}
             for rec_id in affected:
                 await _drop_if_orphan(conn, rec_id)
+            await _touch_graph(conn, affected)
             return len(affected)
 
     async def status(self, failures: int = 10) -> CatalogStatus:
@@ -1260,3 +1380,11 @@ async def _write_analysis_metadata(
     ]
     if rows:
         await conn.execute(insert(metadata_entries), rows)
+
+
+async def _touch_graph(conn: AsyncConnection, rec_ids: Iterable[uuid.UUID | None]) -> None:
+    """Queue the recordings for the graph, in the transaction that changed them."""
+    now = utcnow()
+    rows = [{"recording_id": r, "created_at": now} for r in set(rec_ids) if r is not None]
+    if rows:
+        await conn.execute(insert(graph_outbox), rows)
