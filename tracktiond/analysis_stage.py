@@ -101,6 +101,8 @@ class AnalysisStage:
         try:
             async with anyio.create_task_group() as tg:
                 while self._accepting:
+                    # fresh event before claiming: a wake() during the claim is not lost
+                    self._wake = anyio.Event()
                     free = self.concurrency - self.busy
                     jobs: list[AnalysisJob] = []
                     if free > 0:
@@ -118,7 +120,6 @@ class AnalysisStage:
                         tg.start_soon(self._analyse, job, limiter)
                     if jobs:
                         continue
-                    self._wake = anyio.Event()
                     with anyio.move_on_after(self.idle_poll):
                         await self._wake.wait()
         finally:
@@ -149,6 +150,7 @@ class AnalysisStage:
             )
         finally:
             self.busy -= 1
+            self._wake.set()  # a worker is free: claim the next job now
         elapsed = time.monotonic() - started
         with anyio.CancelScope(shield=True):
             state = await self._db(

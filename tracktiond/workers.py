@@ -156,6 +156,9 @@ class IngestPool:
 
     async def _claimer(self, jobs: MemoryObjectSendStream[Job], until: anyio.Event | None) -> None:
         while self._accepting:
+            # A fresh event before claiming: a wake() that comes while the claim runs (new work
+            # queued, or room freed by the writer) is not lost.
+            self._wake = anyio.Event()
             free = self.concurrency * 2 - self.stats.in_flight
             claimed: list[Job] = []
             if free > 0:
@@ -171,7 +174,6 @@ class IngestPool:
                 pending, _ = await self._db(lambda: self.catalog.queue_stats(self.roots))
                 if pending == 0:
                     return
-            self._wake = anyio.Event()
             with anyio.move_on_after(0.2 if until is not None else self.idle_poll):
                 await self._wake.wait()
 
@@ -248,6 +250,7 @@ class IngestPool:
 
         outcomes = await self._db(attempt)
         self.stats.in_flight -= len(batch)
+        self._wake.set()  # room for more: the claimer must not sleep until its next idle poll
         for (jr, seconds), outcome in zip(batch, outcomes, strict=True):
             self.stats.processed += 1
             self.stats.outcomes[outcome.value] = self.stats.outcomes.get(outcome.value, 0) + 1
