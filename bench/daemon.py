@@ -727,7 +727,7 @@ def py_spy_profile(pid: int, seconds: float, out: Path) -> dict[str, Any] | None
         log("py-spy not found: no profile")
         return None
     cmd = [exe, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200"]
-    cmd += ["--format", "raw", "--output", str(out), "--nonblocking", "--threads", "--idle"]
+    cmd += ["--format", "raw", "--output", str(out), "--nonblocking", "--threads"]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0 or not out.exists():
         log(f"py-spy failed: {proc.stderr.strip()[-500:]}")
@@ -735,12 +735,16 @@ def py_spy_profile(pid: int, seconds: float, out: Path) -> dict[str, Any] | None
     return summarize_folded(out)
 
 
-def summarize_folded(path: Path, top: int = 12) -> dict[str, Any]:
-    """Busy samples by innermost tracktiond/library frame, from py-spy's folded stacks."""
-    inclusive: collections.Counter[str] = collections.Counter()
+WRAPPERS = ("<module> (", "run_daemon (", "run (tracktiond/cli.py")  # on every main-thread stack
+
+
+def summarize_folded(path: Path, top: int = 10) -> dict[str, Any]:
+    """Where the busy samples are, from py-spy's folded stacks (idle threads are not sampled):
+    by thread, by innermost frame, and by tracktiond function (inclusive)."""
+    threads: collections.Counter[str] = collections.Counter()
     leaf: collections.Counter[str] = collections.Counter()
-    total = busy = 0
-    idle_leaves = ("select (", "epoll", "poll (", "wait (", "_wait_for_tstate_lock", "sleep (")
+    ours: collections.Counter[str] = collections.Counter()
+    total = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, n_text = line.rpartition(" ")
         if not n_text.isdigit():
@@ -748,19 +752,16 @@ def summarize_folded(path: Path, top: int = 12) -> dict[str, Any]:
         n = int(n_text)
         total += n
         frames = stack.split(";")
-        if any(marker in frames[-1] for marker in idle_leaves):
-            continue
-        busy += n
+        threads[frames[0].split(": ", 1)[-1]] += n  # --threads: "thread (TID): NAME" first
         leaf[frames[-1]] += n
-        for frame in set(frames[1:]):
-            if "tracktiond/" in frame or "sqlalchemy" in frame or "aiosqlite" in frame:
-                inclusive[frame] += n
+        for frame in {f for f in frames[1:] if "tracktiond/" in f and not f.startswith(WRAPPERS)}:
+            ours[frame] += n
     return {
         "file": str(path),
         "samples": total,
-        "busy_samples": busy,
-        "top_inclusive": inclusive.most_common(top),
+        "by_thread": threads.most_common(top),
         "top_leaf": leaf.most_common(top),
+        "top_tracktiond_inclusive": ours.most_common(top),
     }
 
 
@@ -1073,8 +1074,10 @@ def render(res: Results) -> str:
             out.append("  ".join("-" * w for w in widths))
     if res.profile:
         p = res.profile
-        out += ["", f"py-spy, idle daemon: {p['busy_samples']} busy of {p['samples']} samples"]
-        out += [f"  {n:6d}  {frame}" for frame, n in p["top_inclusive"]]
+        out += ["", f"py-spy of the idle daemon: {p['samples']} busy samples; by thread:"]
+        out += [f"  {n:6d}  {name}" for name, n in p["by_thread"]]
+        out += ["tracktiond functions (inclusive):"]
+        out += [f"  {n:6d}  {frame}" for frame, n in p["top_tracktiond_inclusive"]]
     if res.notes:
         out += ["", *[f"note: {n}" for n in res.notes]]
     return "\n".join(out)
@@ -1181,7 +1184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except DaemonError as exc:
             raise SystemExit(f"benchmark failed: {exc}") from None
         res.machine["loadavg_at_end"] = load_average()
-    add_notes(res)
+        add_notes(res)
+        if args.workdir is not None:
+            (workdir / "results.json").write_text(json.dumps(res.__dict__, indent=2, default=str))
     if args.json:
         print(json.dumps(res.__dict__, indent=2, default=str))
     else:

@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -490,6 +491,7 @@ class Results:
     cache: dict[str, float | None] = field(default_factory=dict)
     ratios: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    aborted: str | None = None  # why the run stopped early; the figures so far are kept
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -714,8 +716,19 @@ def machine_info(workdir: Path) -> dict[str, Any]:
             info[f"{dist}_version"] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             info[f"{dist}_version"] = None
+    # The package the measured `tracktiond` imports (PYTHONPATH can point it at a snapshot).
+    where = subprocess.run(
+        [sys.executable, "-c", "import tracktiond; print(tracktiond.__file__)"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=clean_env(),
+        cwd="/",  # not the repository: `python -c` puts the cwd first on sys.path
+    )
+    source = Path(where.stdout.strip()).parent if where.returncode == 0 else None
+    info["tracktiond_source"] = str(source) if source else None
     git = subprocess.run(
-        ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+        ["git", "-C", str(source or REPO), "describe", "--always", "--dirty"],
         capture_output=True,
         text=True,
         check=False,
@@ -743,7 +756,8 @@ def render(res: Results) -> str:
         f"machine: {m.get('nproc')} CPUs ({m.get('cpu_model')}, sha_ni={m.get('cpu_sha_ni')}), "
         f"{m.get('memory_gib')} GiB RAM, {m.get('filesystem')}, Python {m.get('python')}, "
         f"kernel {m.get('kernel')}",
-        f"versions: tracktiond {m.get('tracktiond_version')} ({m.get('tracktiond_commit')}), "
+        f"versions: tracktiond {m.get('tracktiond_version')} ({m.get('tracktiond_commit')}, "
+        f"{m.get('tracktiond_source')}), "
         f"beets {m.get('beets_version')}, {m.get('sha256sum_version')}",
         f"load average at start: {m.get('loadavg_at_start')}, at end: {m.get('loadavg_at_end')}",
         "",
@@ -785,6 +799,9 @@ def render(res: Results) -> str:
     out.append("")
     out.append("ratios against the goals:")
     for ratio in res.ratios:
+        if ratio["goal"] is None:
+            out.append(f"  {ratio['name']}: {ratio['value']:,.2f} ({ratio['goal_text']})")
+            continue
         verdict = "met" if ratio["met"] else "MISSED"
         out.append(
             f"  {ratio['name']}: {ratio['value']:,.2f} (goal {ratio['goal_text']}) -> {verdict}"
@@ -800,13 +817,30 @@ def render(res: Results) -> str:
         out.append("")
         out.append("notes:")
         out.extend(f"  {n}" for n in res.notes)
+    if res.aborted:
+        out.append("")
+        out.append(f"ABORTED, the figures above are incomplete: {res.aborted}")
     return "\n".join(out)
 
 
-def add_ratio(res: Results, name: str, value: float, goal: float, goal_text: str) -> None:
+def add_ratio(res: Results, name: str, value: float, goal: float | None, goal_text: str) -> None:
+    """A ratio judged against a goal; goal None: shown for information only."""
+    met = None if goal is None else value >= goal
     res.ratios.append(
-        {"name": name, "value": value, "goal": goal, "goal_text": goal_text, "met": value >= goal}
+        {"name": name, "value": value, "goal": goal, "goal_text": goal_text, "met": met}
     )
+
+
+def add_cpu_ratio(res: Results, name: str, numerator: Row, denominator: Row) -> None:
+    """CPU seconds of one run over another's: unlike wall time, barely moved by other load."""
+    if numerator.cpu_seconds and denominator.cpu_seconds:
+        add_ratio(
+            res,
+            name,
+            numerator.cpu_seconds / denominator.cpu_seconds,
+            None,
+            "CPU seconds, informational: unaffected by other load on the machine",
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -877,10 +911,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "skip_beets": args.skip_beets,
         },
     )
+    # SIGTERM (a CI timeout, kill) ends the run like ^C: the figures so far are still printed.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         execute(args, audiogen, workdir, run_dir, res)
-        res.machine["loadavg_at_end"] = load_average()
+    except (SystemExit, KeyboardInterrupt) as exc:
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc.code)
+        res.aborted = reason
+        log(f"ABORTED: {reason}")
     finally:
+        res.machine["loadavg_at_end"] = load_average()
         if args.keep:
             log(f"kept {workdir}")
         elif made_temp:
@@ -902,6 +942,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "page_cache_resident": res.cache,
             "checks": res.checks,
             "notes": res.notes,
+            "aborted": res.aborted,
         },
         indent=2,
     )
@@ -912,12 +953,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(document)
     else:
         print(render(res))
-    return 0
+    return 1 if res.aborted else 0
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def execute(
     args: argparse.Namespace, audiogen: ModuleType, workdir: Path, run_dir: Path, res: Results
 ) -> None:
+    res.notes.extend(
+        [
+            "warm page cache: every file was read once right before sha256sum, the first scans and "
+            "beets (see the resident shares above); cold-cache (disk-bound) figures will be lower.",
+            "'wall' rows time the whole process with time.perf_counter (interpreter start-up, "
+            "imports and catalog open included); 'as reported' rows use the scan's own "
+            "elapsed_seconds from tracktiond scan --json.",
+            "sha256sum is one process on one core; tracktiond hashes on several threads "
+            f"(nproc = {res.machine.get('nproc')}) and computes xxh128 too.",
+            "beets runs with -A (no autotagging), copy/move/write off, no plugins: it reads tags "
+            "and builds its library, it does not hash.",
+            "CPU s: user + system CPU of the measured process (and its children), from "
+            "wait4; others' CPU s: CPU the rest of the machine used during that run "
+            "(from /proc/stat), i.e. interference from other work.",
+            "peak RSS: wait4 rusage of the measured process, via GNU time -f %M "
+            "(sha256sum: the largest of xargs and its sha256sum children)."
+            if TIME_BIN is not None
+            else "peak RSS: os.wait4 of the child; /usr/bin/time is missing, so the figures "
+            "include this script's own RSS as a floor (Linux carries it over fork/exec).",
+            "MB = 10^6 bytes; generating the libraries is not measured.",
+        ]
+    )
+
     # ---- large library ---------------------------------------------------------------------
     lib = make_library(workdir, args.files, audiogen)
     sizes = [p.stat().st_size for p in lib.files]
@@ -946,35 +1014,8 @@ def execute(
     run, first = tt.scan("first")
     res.scans["first_scan"] = first
     n = len(lib.files)
-    problems = _expect(first, new=n, failed=0, files_seen=n)
-    if problems:
-        raise SystemExit(f"first scan: {'; '.join(problems)} ({run.stdout})")
-    res.checks.append(f"first scan: new = {n}, failed = 0")
     first_rows = scan_rows("tracktiond scan (first)", lib, run, first, reads_data=True)
     res.rows.extend(first_rows)
-    for path in (lib.files[0], lib.files[n // 2], lib.files[-1]):
-        ours = tt.show_sha256(path)
-        if ours != digests.get(str(path)):
-            raise SystemExit(f"{path}: tracktiond sha256 {ours} != sha256sum {digests[str(path)]}")
-    res.checks.append("tracktiond's sha256 equals sha256sum's for 3 sampled files")
-
-    beets_row: Row | None = None
-    if not args.skip_beets:
-        log("warm-up read, then beet import")
-        warm_cache(lib.files)
-        res.cache["beets"] = resident_fraction(list_file)
-        beets_row = run_beets(lib, run_dir, res)
-        res.rows.append(beets_row)
-
-    log("tracktiond rescan of the unchanged library")
-    run, rescan = tt.scan("rescan")
-    res.scans["rescan"] = rescan
-    problems = _expect(rescan, unchanged=n, new=0, changed=0, failed=0, bytes_read=0)
-    if problems:
-        raise SystemExit(f"rescan: {'; '.join(problems)} ({run.stdout})")
-    res.checks.append(f"rescan: unchanged = {n}, bytes_read = 0")
-    res.rows.extend(scan_rows("tracktiond rescan (unchanged)", lib, run, rescan, reads_data=False))
-
     sha_row = res.rows[0]
     wall, reported = first_rows
     add_ratio(
@@ -991,7 +1032,23 @@ def execute(
         GOAL_SCAN_VS_SHA256SUM,
         ">= 0.70",
     )
-    if beets_row is not None:
+    add_cpu_ratio(res, "sha256sum CPU / first scan CPU", sha_row, wall)
+    problems = _expect(first, new=n, failed=0, files_seen=n)
+    if problems:
+        raise SystemExit(f"first scan: {'; '.join(problems)} ({run.stdout})")
+    res.checks.append(f"first scan: new = {n}, failed = 0")
+    for path in (lib.files[0], lib.files[n // 2], lib.files[-1]):
+        ours = tt.show_sha256(path)
+        if ours != digests.get(str(path)):
+            raise SystemExit(f"{path}: tracktiond sha256 {ours} != sha256sum {digests[str(path)]}")
+    res.checks.append("tracktiond's sha256 equals sha256sum's for 3 sampled files")
+
+    if not args.skip_beets:
+        log("warm-up read, then beet import")
+        warm_cache(lib.files)
+        res.cache["beets"] = resident_fraction(list_file)
+        beets_row = run_beets(lib, run_dir, res)
+        res.rows.append(beets_row)
         add_ratio(
             res,
             "first scan speed-up over beets (wall)",
@@ -999,6 +1056,16 @@ def execute(
             GOAL_SCAN_VS_BEETS,
             ">= 2x",
         )
+        add_cpu_ratio(res, "beets CPU / first scan CPU", beets_row, wall)
+
+    log("tracktiond rescan of the unchanged library")
+    run, rescan = tt.scan("rescan")
+    res.scans["rescan"] = rescan
+    res.rows.extend(scan_rows("tracktiond rescan (unchanged)", lib, run, rescan, reads_data=False))
+    problems = _expect(rescan, unchanged=n, new=0, changed=0, failed=0, bytes_read=0)
+    if problems:
+        raise SystemExit(f"rescan: {'; '.join(problems)} ({run.stdout})")
+    res.checks.append(f"rescan: unchanged = {n}, bytes_read = 0")
 
     # ---- small files ----------------------------------------------------------------------
     if args.small_files:
@@ -1017,18 +1084,14 @@ def execute(
         run, sfirst = ts.scan("first")
         res.scans["small_first_scan"] = sfirst
         k = len(small.files)
+        res.rows.extend(scan_rows("small files: first scan", small, run, sfirst, reads_data=True))
         problems = _expect(sfirst, new=k, failed=0, files_seen=k)
         if problems:
             raise SystemExit(f"small first scan: {'; '.join(problems)} ({run.stdout})")
         res.checks.append(f"small files first scan: new = {k}, failed = 0")
-        res.rows.extend(scan_rows("small files: first scan", small, run, sfirst, reads_data=True))
         log("tracktiond rescan of the unchanged small files")
         run, srescan = ts.scan("rescan")
         res.scans["small_rescan"] = srescan
-        problems = _expect(srescan, unchanged=k, new=0, changed=0, failed=0, bytes_read=0)
-        if problems:
-            raise SystemExit(f"small rescan: {'; '.join(problems)} ({run.stdout})")
-        res.checks.append(f"small files rescan: unchanged = {k}, bytes_read = 0")
         swall, sreported = scan_rows("small files: rescan", small, run, srescan, reads_data=False)
         res.rows.extend([swall, sreported])
         add_ratio(
@@ -1045,30 +1108,10 @@ def execute(
             GOAL_RESCAN_FILES_PER_S,
             ">= 20,000 files/s",
         )
-
-    res.notes.extend(
-        [
-            "warm page cache: every file was read once right before sha256sum, the first scans and "
-            "beets (see the resident shares above); cold-cache (disk-bound) figures will be lower.",
-            "'wall' rows time the whole process with time.perf_counter (interpreter start-up, "
-            "imports and catalog open included); 'as reported' rows use the scan's own "
-            "elapsed_seconds from tracktiond scan --json.",
-            "sha256sum is one process on one core; tracktiond hashes on several threads "
-            f"(nproc = {res.machine.get('nproc')}) and computes xxh128 too.",
-            "beets runs with -A (no autotagging), copy/move/write off, no plugins: it reads tags "
-            "and builds its library, it does not hash.",
-            "CPU s: user + system CPU of the measured process (and its children), from "
-            "wait4; others' CPU s: CPU the rest of the machine used during that run "
-            "(from /proc/stat), i.e. interference from other work.",
-            "peak RSS: wait4 rusage of the measured process, via GNU time -f %M "
-            "(sha256sum: the largest of xargs and its sha256sum children)."
-            if TIME_BIN is not None
-            else "peak RSS: os.wait4 of the child; /usr/bin/time is missing, so the figures "
-            "include this script's own RSS as a floor (Linux carries it over fork/exec).",
-            f"MB = 10^6 bytes; library generation took {lib.generated_seconds:.0f} s "
-            "(not measured).",
-        ]
-    )
+        problems = _expect(srescan, unchanged=k, new=0, changed=0, failed=0, bytes_read=0)
+        if problems:
+            raise SystemExit(f"small rescan: {'; '.join(problems)} ({run.stdout})")
+        res.checks.append(f"small files rescan: unchanged = {k}, bytes_read = 0")
 
 
 if __name__ == "__main__":

@@ -430,7 +430,9 @@ def expected_sine_lufs(dbfs: float, channels: int = 2) -> float:
     return 10 * math.log10(channels * amplitude**2 / 2)
 
 
-def pink_noise(seconds: float, *, seed: int = 0, channels: int = 2, rms_dbfs: float = -20.0) -> Signal:
+def pink_noise(
+    seconds: float, *, seed: int = 0, channels: int = 2, rms_dbfs: float = -20.0
+) -> Signal:
     """Pink (1/f power) noise, shaped in the frequency domain, scaled to ``rms_dbfs`` RMS."""
     n = round(seconds * RATE)
     rng = np.random.default_rng(seed)
@@ -465,7 +467,11 @@ def _k_filter(rate: int) -> tuple[tuple[float, ...], ...]:
     vh = 10 ** (gain_db / 20)
     vb = vh**0.4996667741545416
     a0 = 1 + k / q + k * k
-    shelf_b = ((vh + vb * k / q + k * k) / a0, 2 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0)
+    shelf_b = (
+        (vh + vb * k / q + k * k) / a0,
+        2 * (k * k - vh) / a0,
+        (vh - vb * k / q + k * k) / a0,
+    )
     shelf_a = (1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0)
     f0, q = 38.13547087602444, 0.5003270373238773
     k = math.tan(math.pi * f0 / rate)

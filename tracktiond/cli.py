@@ -398,6 +398,100 @@ async def analyze(files: tuple[Path, ...], config_path: Path | None, as_json: bo
     return EXIT_FAILURE if failed == len(files) else EXIT_OK
 
 
+@main.command("tag")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@config_option
+@json_option
+@click.option(
+    "--dry-run", is_flag=True, help="Print what would change, file by file; write nothing."
+)
+@click.option("--overwrite", is_flag=True, default=None, help="Replace values the files hold.")
+@handled
+async def tag(
+    paths: tuple[Path, ...],
+    config_path: Path | None,
+    as_json: bool,
+    dry_run: bool,
+    overwrite: bool | None,
+) -> int:
+    """Write analysis results (BPM, key, ReplayGain) into the tags of cataloged files.
+
+    Directories are searched for audio files. Files the daemon has not analysed yet are
+    skipped with a reason. The catalog is updated after each write."""
+    from tracktiond.catalog.store import TagJob
+    from tracktiond.tagging_stage import (
+        options_fingerprint,
+        options_from_config,
+        values_from_analysis,
+        write_and_record,
+    )
+    from tracktiond.tagwrite import plan_tag_write
+
+    config = _load(config_path)
+    options = options_from_config(config.tagging)
+    if overwrite:
+        options = type(options)(
+            overwrite=True, key_notation=options.key_notation, energy_field=options.energy_field
+        )
+    targets: list[str] = []
+    for p in paths:
+        targets += await anyio.to_thread.run_sync(_audio_files_under, absolute_path(str(p)))
+    catalog = await Catalog.open(config.database_url)
+    reports: list[dict[str, Any]] = []
+    try:
+        for path in targets:
+            found = await catalog.analysis_for_path(path)
+            if found is None:
+                reports.append({"path": path, "status": "skipped", "reason": "not analysed yet"})
+                continue
+            file_id, analysis, fingerprint = found
+            job = TagJob(file_id, path, analysis, f"{fingerprint}:{options_fingerprint(options)}")
+            if dry_run:
+                values = values_from_analysis(analysis, with_energy=bool(options.energy_field))
+                result = await anyio.to_thread.run_sync(plan_tag_write, path, values, options)
+                status = "would write" if result.changes else "unchanged"
+                if result.error or result.skipped_reason:
+                    status = "failed" if result.error else "skipped"
+            else:
+                status, result = await write_and_record(catalog, job, options, None)
+            reports.append(
+                {
+                    "path": path,
+                    "status": status,
+                    "reason": result.error or result.skipped_reason,
+                    "changes": [
+                        {"field": c.field, "native": c.native, "old": c.old, "new": c.new}
+                        for c in result.changes
+                    ],
+                    "kept": [{"field": c.field, "value": c.old} for c in result.kept],
+                    "summary": result.summary(),
+                }
+            )
+    finally:
+        await catalog.close()
+    if as_json:
+        click.echo(json.dumps(reports, indent=2))
+    else:
+        for r in reports:
+            if "summary" in r:
+                click.echo(f"[{r['status']}] {r['summary']}")
+            else:
+                click.echo(f"[{r['status']}] {r['path']}: {r['reason']}")
+    failed = sum(1 for r in reports if r["status"] == "failed")
+    return EXIT_FAILURE if failed and failed == len(reports) else EXIT_OK
+
+
+def _audio_files_under(path: str) -> list[str]:
+    from tracktiond.formats import is_candidate
+
+    if not os.path.isdir(path):
+        return [path]
+    found: list[str] = []
+    for dirpath, _dirs, names in os.walk(path):
+        found += [os.path.join(dirpath, n) for n in sorted(names) if is_candidate(n)]
+    return found
+
+
 @main.command("show")
 @click.argument("path", type=click.Path(path_type=Path))
 @config_option

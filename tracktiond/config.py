@@ -120,6 +120,8 @@ class TaggingConfig(_Section):
     write: bool = False
     overwrite: bool = False
     key_notation: Literal["standard", "camelot", "openkey"] = "standard"
+    # Also write the mood/energy estimate into this field (e.g. "MOOD"); empty: not written.
+    energy_field: str = ""
 
 
 class GraphConfig(_Section):

@@ -41,6 +41,7 @@ from tracktiond.workers import IngestPool, make_owner_id, release_dead_local_lea
 
 if TYPE_CHECKING:
     from tracktiond.analysis_stage import AnalysisStage
+    from tracktiond.tagging_stage import TaggingStage
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,10 @@ class Daemon:
         self.catalog: Catalog | None = None
         self.pool: IngestPool | None = None
         self.analysis: AnalysisStage | None = None
+        self.tagging: TaggingStage | None = None
         self._analysis_done = anyio.Event()
+        self.tag_counts: dict[str, int] = {}
+        self.tag_problems: list[dict[str, Any]] = []
         self.watchers: dict[str, tuple[RootWatcher, anyio.CancelScope]] = {}
         self.ready = False
         self.first_reconcile_done = False
@@ -160,6 +164,8 @@ class Daemon:
                 on_result=self._on_analysis,
             )
             self._tg.start_soon(self._run_analysis)
+        if self.config.tagging.write:
+            self._start_tagging()
         self._tg.start_soon(self._snapshot_loop)
         # Watchers first, so nothing that changes during the first reconciliation is missed.
         for root in self._roots():
@@ -190,6 +196,20 @@ class Daemon:
             await self.pool.run()
         finally:
             self._pool_done.set()
+
+    def _start_tagging(self) -> None:
+        from tracktiond.tagging_stage import TaggingStage
+
+        assert self._tg is not None and self.catalog is not None
+        self.tagging = TaggingStage(
+            self.catalog,
+            self.config.tagging,
+            owner=self.owner,
+            health=self.health,
+            on_result=lambda _job, status: self.metrics.tag_writes.labels(status).inc(),
+        )
+        log.info("tag write-back enabled")
+        self._tg.start_soon(self.tagging.run)
 
     async def _run_analysis(self) -> None:
         assert self.analysis is not None
@@ -257,6 +277,8 @@ class Daemon:
             scope.cancel()
         if self.analysis is not None:
             self.analysis.stop_claiming()
+        if self.tagging is not None:
+            self.tagging.stop_claiming()
         if self.pool is not None:
             self.pool.stop_claiming()
             grace = self.config.daemon.shutdown_grace
@@ -295,7 +317,16 @@ class Daemon:
         self.metrics.workers.set(self._worker_count(new))
         if self.analysis is not None:
             self.analysis.reconfigure(new.analysis)
+        if self.tagging is not None:
+            if new.tagging.write:
+                self.tagging.reconfigure(new.tagging)
+            else:
+                self.tagging.stop_claiming()
+                self.tagging = None
+                log.info("tag write-back disabled")
         self.config = new
+        if new.tagging.write and self.tagging is None and self.catalog is not None:
+            self._start_tagging()
         old_roots, new_roots = set(map(str, old.library.roots)), set(map(str, new.library.roots))
         for root in sorted(old_roots - new_roots):
             watcher, scope = self.watchers.pop(root)
@@ -329,6 +360,9 @@ class Daemon:
                 watch_filter=lambda _c, p: os.path.basename(p) == name,
                 recursive=False,
                 debounce=500,
+                # Cancelling awatch waits for its thread, which blocks up to rust_timeout
+                # (5 s by default): keep a stop quick.
+                rust_timeout=1000,
             ):
                 await self.reload("config file changed")
         except Exception as exc:  # e.g. inotify limits: SIGHUP still works
@@ -461,6 +495,8 @@ class Daemon:
         elif audio > 0 and seconds > 0:
             self.metrics.analysis_audio.inc(audio)
             self.metrics.analysis_realtime.set(audio / seconds)
+        if state == "done" and self.tagging is not None:
+            self.tagging.wake()
 
     async def _snapshot_loop(self) -> None:
         while True:
@@ -473,6 +509,15 @@ class Daemon:
         try:
             st = await self.catalog.status(failures=10)
             depth, oldest = await self.catalog.queue_stats()
+            tagging: dict[str, int] = {}
+            if self.tagging is not None:
+                from tracktiond.tagging_stage import options_fingerprint
+
+                tagging = await self.catalog.tag_stats(options_fingerprint(self.tagging.options))
+                self.tag_problems = [
+                    {"path": f.path, "status": f.error_class, "reason": f.reason}
+                    for f in await self.catalog.tag_problems(10)
+                ]
             analysis: dict[str, int] = {}
             analysis_failures: list[Failure] = []
             if self.analysis is not None:
@@ -493,6 +538,7 @@ class Daemon:
             analysis=analysis,
             taken=time.monotonic(),
         )
+        self.tag_counts = tagging
         self.db_failures = [
             {
                 "path": f.path,
@@ -603,6 +649,12 @@ class Daemon:
                 **snap.analysis,
                 "workers": self.analysis.concurrency if self.analysis else 0,
                 "busy": self.analysis.busy if self.analysis else 0,
+            },
+            "tagging": {
+                "enabled": self.tagging is not None,
+                "files": self.tag_counts,
+                "not_written": self.tag_problems,
+                "busy": self.tagging.busy if self.tagging else 0,
             },
             "reconciling": self.reconciling,
             "recent_failures": self.db_failures,

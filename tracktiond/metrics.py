@@ -187,6 +187,12 @@ class Metrics:
         self.analysis_busy = Gauge(
             "tracktiond_analysis_workers_busy", "Analysis worker processes at work.", registry=r
         )
+        self.tag_writes = Counter(
+            "tracktiond_tag_writes_total",
+            "Tag write-back results per file (written, unchanged, skipped, failed).",
+            ["result"],
+            registry=r,
+        )
         self.workers = Gauge("tracktiond_workers", "Configured worker count.", registry=r)
         self.workers_busy = Gauge(
             "tracktiond_workers_busy", "Workers processing a file right now.", registry=r

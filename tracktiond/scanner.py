@@ -182,13 +182,19 @@ class Reconciler:
         restored: list[int] = []
         still_failed: list[int] = []
         queued: list[Job] = []
+        waiting: list[Job] = []
         for seen in batch.files:
             k = known.pop(seen.path, None)
             if k is None:
                 new.append(seen)
             elif k.state == FileState.PENDING.value:
-                # Left over from an interrupted run: refresh its stat and take the job.
-                changed.append((k, seen))
+                if k.same_content_signature(seen):
+                    # Already queued as it is (left over from an interrupted run, or being
+                    # processed right now): writing it again would race with the worker that
+                    # catalogs it, and would undo its retry count and backoff.
+                    waiting.append(Job(k.id, k.path))
+                else:  # changed while waiting: refresh its stat and take the job
+                    changed.append((k, seen))
             elif k.same_content_signature(seen):
                 if k.state == FileState.MISSING.value:
                     if k.recording_id is not None:
@@ -232,6 +238,7 @@ class Reconciler:
         queued += await self.catalog.relocate(moved)
         queued += await self.catalog.add_pending(new)
         queued += await self.catalog.mark_changed(changed)
+        queued += waiting
         await self.catalog.touch(unchanged + still_failed)
         await self.catalog.restore(restored)
         if failures:

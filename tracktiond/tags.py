@@ -2,7 +2,8 @@
 
 Fields are declared once in ``FIELDS``, mapping our metadata key to the conventional field of
 each tag system (ID3v2, Vorbis comments, MP4 atoms, ASF attributes, APEv2). Reading happens
-here; writing (opt-in, later) will use the same table so the two can never disagree.
+here; writing (opt-in, tracktiond.tagwrite) uses the same table plus ``WRITE_SUPPORT`` below, so
+the two can never disagree about where a field lives.
 
 mutagen raises exceptions other than MutagenError on malformed files (ZeroDivisionError,
 IndexError, ValueError, struct.error, ...), so every read is guarded per file and any exception is
@@ -11,6 +12,7 @@ turned into BadInput naming what failed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -79,6 +81,10 @@ FIELDS: tuple[TagField, ...] = (
     TagField("replaygain_track_peak",  "TXXX:REPLAYGAIN_TRACK_PEAK",    "REPLAYGAIN_TRACK_PEAK",  _ITUNES + "replaygain_track_peak",       "replaygain_track_peak",   "REPLAYGAIN_TRACK_PEAK"),
     TagField("replaygain_album_gain",  "TXXX:REPLAYGAIN_ALBUM_GAIN",    "REPLAYGAIN_ALBUM_GAIN",  _ITUNES + "replaygain_album_gain",       "replaygain_album_gain",   "REPLAYGAIN_ALBUM_GAIN"),
     TagField("replaygain_album_peak",  "TXXX:REPLAYGAIN_ALBUM_PEAK",    "REPLAYGAIN_ALBUM_PEAK",  _ITUNES + "replaygain_album_peak",       "replaygain_album_peak",   "REPLAYGAIN_ALBUM_PEAK"),
+    # RFC 7845 (Ogg Opus) defines this one for Opus only; "" = the tag system has no such field.
+    TagField("r128_track_gain",        "",                              "R128_TRACK_GAIN",        "",                                      "",                        ""),
+    # Picard's mood mapping; ID3v2.3 has no TMOO frame, see ID3V23_FALLBACK.
+    TagField("mood",                   "TMOO",                          "MOOD",                   _ITUNES + "MOOD",                        "WM/Mood",                 "Mood"),
 )  # fmt: skip
 
 # Which mutagen class parses each sniffed format, which tag system it carries, and the codec
@@ -161,7 +167,10 @@ def _stream_properties(info: Any, fmt: AudioFormat, codec: str | None) -> dict[s
 def _read_tags(tags: Any, system: TagSystem) -> dict[str, str]:
     out: dict[str, str] = {}
     for field in FIELDS:
-        values = _lookup(tags, system, field.name_in(system))
+        name = field.name_in(system)
+        if not name:  # the field does not exist in this tag system
+            continue
+        values = _lookup(tags, system, name)
         text = _join(values)
         if text:
             out[field.key] = text
@@ -228,3 +237,77 @@ def _lookup_mp4(tags: Any, name: str) -> list[str]:
         else:
             out.append(str(v))
     return out
+
+
+# --- Write side --------------------------------------------------------------------------------
+#
+# What tracktiond writes (only when the user enabled writing) into each format: the keys of the
+# FIELDS rows above, or the reason the format is left alone. Formats are written only where one
+# convention is read by DJ software and players alike, and where tracktiond.tagwrite can prove
+# after the write that the audio stream is untouched.
+
+_WRITTEN: tuple[str, ...] = ("bpm", "initialkey", "replaygain_track_gain", "replaygain_track_peak")
+_APE_REASON = "APEv2 tags have no BPM/key fields that DJ software agrees on; not written"
+
+WRITE_SUPPORT: dict[AudioFormat, tuple[str, ...] | str] = {
+    AudioFormat.MP3: _WRITTEN,
+    AudioFormat.WAV: _WRITTEN,  # the "id3 " chunk
+    AudioFormat.AIFF: _WRITTEN,  # the "ID3 " chunk
+    AudioFormat.FLAC: _WRITTEN,
+    AudioFormat.OGG_VORBIS: _WRITTEN,
+    AudioFormat.OGG_OPUS: (*_WRITTEN, "r128_track_gain"),
+    AudioFormat.MP4: _WRITTEN,
+    AudioFormat.AAC: "raw AAC (ADTS) has no tag container DJ software reads; not written",
+    AudioFormat.OGG_FLAC: "Ogg FLAC is rare and its tag writing is not verified; not written",
+    AudioFormat.OGG_SPEEX: "Ogg Speex is speech audio; not written",
+    AudioFormat.ASF: "WMA/ASF has no agreed key and ReplayGain fields; not written",
+    AudioFormat.WAVPACK: _APE_REASON,
+    AudioFormat.APE: _APE_REASON,
+    AudioFormat.MUSEPACK: _APE_REASON,
+    AudioFormat.DSF: "DSF audio cannot be verified unchanged after a tag write; not written",
+}
+
+# ID3v2.4-only frames and where an ID3v2.3 tag keeps the same value instead (mutagen drops
+# v2.4-only frames when it saves v2.3, so writing TMOO there would silently write nothing).
+ID3V23_FALLBACK: dict[str, str] = {"TMOO": "TXXX:MOOD"}
+
+_BY_KEY: dict[str, TagField] = {f.key: f for f in FIELDS}
+_FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+_MANAGED_PREFIXES = ("BPM", "INITIALKEY", "REPLAYGAIN_", "R128_")
+
+
+def field_for(key: str) -> TagField:
+    """The FIELDS row for one of our metadata keys (KeyError if there is none)."""
+    return _BY_KEY[key]
+
+
+def write_support(fmt: AudioFormat) -> tuple[TagSystem, tuple[TagField, ...]] | str:
+    """The tag system and the fields written into ``fmt``, or why ``fmt`` is not written."""
+    support = WRITE_SUPPORT[fmt]
+    if isinstance(support, str):
+        return support
+    return tag_system(fmt), tuple(_BY_KEY[key] for key in support)
+
+
+def energy_field(name: str) -> TagField:
+    """The field an energy/mood value goes to, from the configured name ("MOOD", "ENERGY", ...).
+
+    "MOOD" is the established mood field of each tag system (ID3 TMOO, Vorbis MOOD, iTunes
+    freeform MOOD); any other name becomes a user-defined field of that name (ID3 TXXX, Vorbis
+    comment, iTunes freeform atom). Raises ValueError for a name a tag system cannot store or
+    one that would clash with the fields tracktiond writes itself.
+    """
+    if not _FIELD_NAME.fullmatch(name):
+        raise ValueError(
+            f"energy field {name!r}: use a letter followed by letters, digits or '_' (max 64)"
+        )
+    if name.upper() == "MOOD":
+        return _BY_KEY["mood"]
+    if name.upper().startswith(_MANAGED_PREFIXES):
+        raise ValueError(f"energy field {name!r} would overwrite a field tracktiond writes itself")
+    return TagField(f"energy:{name}", f"TXXX:{name}", name.upper(), _ITUNES + name, name, name)
+
+
+def lookup(tags: Any, system: TagSystem, name: str) -> list[str]:
+    """The text values of the native field ``name`` (matched the way readers match it)."""
+    return _lookup(tags, system, name) if name else []

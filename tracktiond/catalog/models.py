@@ -158,6 +158,11 @@ class File(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(96), nullable=True)
     lease_expires: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Tag write-back: which analysis + options the file's tags were last brought in line with,
+    # and how that went (written, unchanged, skipped, failed).
+    tag_fingerprint: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    tag_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    tag_error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class MetadataEntry(Base):
