@@ -126,7 +126,12 @@ def run_measured(
         proc = subprocess.Popen(
             full, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe, env=dict(env), cwd=cwd
         )
-        _, status, usage = os.wait4(proc.pid, 0)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:  # ^C / SIGTERM: do not leave the measured process running
+            proc.terminate()
+            proc.wait()
+            raise
         seconds = time.perf_counter() - start
         busy = machine_busy_seconds() - busy_before
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, tell Popen

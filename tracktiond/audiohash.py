@@ -177,10 +177,29 @@ _PLANNERS = {
 }
 
 
+def ogg_header_packets(first_packet: bytes) -> int:
+    """How many header packets precede the audio, from the identification packet."""
+    if first_packet.startswith(b"\x7fFLAC") and len(first_packet) >= 9:
+        return 1 + int.from_bytes(first_packet[7:9], "big")  # mapping header + metadata blocks
+    if first_packet.startswith(b"Speex   ") and len(first_packet) >= 72:
+        return 2 + int.from_bytes(first_packet[68:72], "little")  # + extra headers
+    if first_packet.startswith(b"OpusHead"):
+        return 2
+    return 3  # Vorbis: identification, comment, setup
+
+
 def ogg_audio_hash(path: str) -> str | None:
-    """xxh3-128 of the bodies of the Ogg pages after the header pages (granule 0)."""
+    """xxh3-128 of the bodies of the Ogg pages after the codec's header packets.
+
+    Header packets are counted, not recognised by granule position: a comment packet with
+    cover art spans several pages, and continuation pages carry granule -1 like audio does.
+    Codec headers end a page (the specifications require it), so the audio starts on a page
+    of its own and its page bodies are unaffected by a change of the comment packet.
+    """
     h = xxhash.xxh3_128()
-    in_headers = True
+    needed: int | None = None
+    packets = 0
+    first = bytearray()
     try:
         with open(path, "rb") as fh:
             while True:
@@ -189,14 +208,20 @@ def ogg_audio_hash(path: str) -> str | None:
                     break
                 if not header.startswith(b"OggS"):
                     return None
-                granule = int.from_bytes(header[6:14], "little", signed=True)
-                nsegs = header[26]
-                lacing = fh.read(nsegs)
+                lacing = fh.read(header[26])
                 body = fh.read(sum(lacing))
-                if in_headers and granule == 0:
-                    continue  # identification, comment (tags) and setup headers
-                in_headers = False
+                if needed is None or packets < needed:
+                    offset = 0
+                    for seg in lacing:
+                        if packets == 0 and len(first) < 128:
+                            first += body[offset : offset + seg]
+                        offset += seg
+                        if seg < 255:
+                            packets += 1
+                            if packets == 1:
+                                needed = ogg_header_packets(bytes(first))
+                    continue
                 h.update(body)
     except OSError:
         return None
-    return None if in_headers else h.hexdigest()
+    return h.hexdigest() if needed is not None and packets >= needed else None

@@ -210,6 +210,23 @@ class Daemon:
         )
         log.info("tag write-back enabled")
         self._tg.start_soon(self.tagging.run)
+        self._tg.start_soon(self._cleanup_tag_temp_files)
+
+    async def _cleanup_tag_temp_files(self) -> None:
+        # Copies left by a write that was killed (kill -9, power loss) are hidden and ignored by
+        # the scanner; remove the ones old enough that no write can still be using them.
+        from tracktiond.tagwrite import cleanup_stale_temp_files
+
+        for root in self._roots():
+            try:
+                removed = await anyio.to_thread.run_sync(
+                    partial(cleanup_stale_temp_files, root, recursive=True)
+                )
+            except OSError as exc:
+                log.warning("could not clean temporary tag files under %s: %s", root, exc)
+                continue
+            for path in removed:
+                log.info("removed stale temporary file %s", path, extra={"path": path})
 
     async def _run_analysis(self) -> None:
         assert self.analysis is not None

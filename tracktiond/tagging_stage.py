@@ -28,6 +28,7 @@ from tracktiond.tagwrite import TagValues, TagWriteOptions, TagWriteResult, writ
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
+RETRY_AFTER = timedelta(minutes=1)
 
 ResultHook = Callable[[TagJob, str], None]
 
@@ -74,8 +75,18 @@ async def write_and_record(
     max_attempts: int = 3,
 ) -> tuple[str, TagWriteResult]:
     """Write one file's tags and bring its catalog row in line; returns (status, result)."""
-    values = values_from_analysis(job.analysis, with_energy=options.energy_field is not None)
+    try:
+        values = values_from_analysis(job.analysis, with_energy=options.energy_field is not None)
+    except ValueError as exc:  # an analysis value no tag can hold (NaN, 0 BPM): write nothing
+        result = TagWriteResult(path=job.path, error=f"analysis values not writable: {exc}")
+        await catalog.record_tag_write(job, owner, "failed", result.error, release=True)
+        return "failed", result
     result = await anyio.to_thread.run_sync(write_tags, job.path, values, options)
+    if result.error and result.retryable:
+        # e.g. the file changed during the write, or the disk is full: leave the job due, and
+        # let its lease run out first so it is retried a minute later, not in a tight loop.
+        await catalog.hold_lease(job.file_id, owner, RETRY_AFTER)
+        return "retry", result
     if result.error:
         status = "failed"
     elif result.skipped_reason:
@@ -180,5 +191,7 @@ class TaggingStage:
                 result.error or result.skipped_reason,
                 extra=extra,
             )
+        if status == "retry":
+            log.info("tags of %s will be written later: %s", job.path, result.error, extra=extra)
         if self.on_result is not None:
             self.on_result(job, status)

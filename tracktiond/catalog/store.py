@@ -1081,6 +1081,18 @@ class Catalog:
             result = await conn.execute(update(files).where(*where).values(**values))
             return bool(result.rowcount)
 
+    async def hold_lease(self, file_id: int, owner: str | None, duration: timedelta) -> None:
+        """Keep a file out of every queue for ``duration`` (a backoff before retrying)."""
+        where = [files.c.id == file_id]
+        if owner is not None:
+            where.append(files.c.lease_owner == owner)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(files)
+                .where(*where)
+                .values(lease_owner=None, lease_expires=utcnow() + duration)
+            )
+
     async def tag_stats(self, options_fingerprint: str) -> dict[str, int]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(
