@@ -63,7 +63,10 @@ def _track_blocks(index: int, seconds: float) -> Iterator[signals.Signal]:
     while done < seconds:
         length = min(BLOCK_SECONDS, seconds - done)
         drums = signals.drum_pattern(bpm, kit, seconds=length, seed=index * 1000 + int(done))
-        chords = signals.chord_progression(tonic, mode, timbre, seconds=length, seed=index)
+        # One chord per bar and melody notes on the beats: harmony in time with the drums.
+        chords = signals.chord_progression(
+            tonic, mode, timbre, seconds=length, seed=index, chord_seconds=240.0 / bpm
+        )
         yield (0.6 * drums + 0.4 * chords).astype(np.float32)
         done += length
 

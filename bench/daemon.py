@@ -662,6 +662,13 @@ def make_library(workdir: Path, files: int, dirs: int, audiogen: ModuleType) -> 
     return {**info, "root": str(root), "reused": False, "generate_s": time.perf_counter() - started}
 
 
+def _fully_cataloged(db_path: Path, files: int) -> bool:
+    if not db_path.exists():
+        return False
+    with contextlib.closing(open_catalog_readonly(db_path)) as conn:
+        return count_states(conn).get("cataloged") == files
+
+
 def run_scan(daemon: Daemon, root: Path, expected: int) -> dict[str, Any]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
@@ -829,12 +836,22 @@ def phase_library(args: argparse.Namespace, workdir: Path, res: Results) -> None
     res.library = make_library(workdir, args.files, args.dirs, audiogen)
     root = Path(res.library["root"])
     home = workdir / "big"
-    shutil.rmtree(home, ignore_errors=True)
+    catalog = home / "state" / "tracktiond" / "catalog.db"
+    reuse = args.reuse_catalog and res.library["reused"] and _fully_cataloged(catalog, args.files)
+    if not reuse:
+        shutil.rmtree(home, ignore_errors=True)
+    else:  # the library and its catalog from an earlier run: no scan, a fresh config
+        shutil.rmtree(home / "logs", ignore_errors=True)
+        shutil.rmtree(home / "staging", ignore_errors=True)
     daemon = Daemon(home, [root], args.settle, args.config_extra)
     try:
-        log(f"cataloging {args.files:,} files with tracktiond scan")
-        res.scan = run_scan(daemon, root, res.library["files"])
-        log(f"scan: {res.scan['seconds']:.1f} s ({res.scan['files_per_s']:,.0f} files/s)")
+        if reuse:
+            log(f"reusing the catalog of {args.files:,} files in {catalog} (no scan)")
+            res.scan = {"reused": True}
+        else:
+            log(f"cataloging {args.files:,} files with tracktiond scan")
+            res.scan = run_scan(daemon, root, res.library["files"])
+            log(f"scan: {res.scan['seconds']:.1f} s ({res.scan['files_per_s']:,.0f} files/s)")
 
         # -- first start on the scanned catalog, then idle ---------------------------------
         daemon.start()
@@ -912,8 +929,19 @@ def phase_library(args: argparse.Namespace, workdir: Path, res: Results) -> None
             res.big_latency = run_drops(
                 daemon, root, home / "staging", args.big_drops, 20_000, args.settle
             )
-            for k in range(DROP_SUBDIRS):  # leave the library as generated, for --workdir reuse
+            # Leave the library (and, once the daemon saw it, the catalog) as generated.
+            for k in range(DROP_SUBDIRS):
                 shutil.rmtree(root / f"incoming {k}", ignore_errors=True)
+            with contextlib.closing(open_catalog_readonly(daemon.db_path)) as conn:
+                deadline = time.monotonic() + args.settle + 30
+                while time.monotonic() < deadline:
+                    left = conn.execute(
+                        "SELECT count(*) FROM files WHERE state != 'missing' AND dir LIKE ?",
+                        (f"{root}/incoming %",),
+                    ).fetchone()[0]
+                    if not left:
+                        break
+                    time.sleep(0.2)
         seconds, code = daemon.stop()
         res.restart["final_stop"] = {"seconds": round(seconds, 2), "exit_code": code}
     finally:
@@ -985,7 +1013,9 @@ def render(res: Results) -> str:
                 "",
             )
         )
-    if res.scan:
+    if res.scan.get("reused"):
+        rows.append(("tracktiond scan of it (first)", "not run: catalog reused", "", ""))
+    elif res.scan:
         rows.append(
             (
                 "tracktiond scan of it (first)",
@@ -1008,7 +1038,7 @@ def render(res: Results) -> str:
         )
         rows.append(
             (
-                "first daemon start after the scan",
+                "first daemon start on that catalog",
                 f"ready in {fs['ready_s']:.2f} s "
                 f"(reconcile {_s(fs['reconcile_last_duration_s'])} s)",
                 "",
@@ -1146,6 +1176,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="after the idle window, profile the idle daemon with py-spy for this long",
     )
     p.add_argument("--skip-latency", action="store_true", help="skip the latency phase")
+    p.add_argument(
+        "--reuse-catalog",
+        action="store_true",
+        help="with --workdir: reuse the big library's catalog from an earlier run (no scan)",
+    )
     p.add_argument(
         "--config-extra",
         default="",

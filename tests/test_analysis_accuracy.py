@@ -85,6 +85,22 @@ def _cases() -> list[Case]:
     for name, make in loudness.items():
         cases.append(Case(f"loud/{name}", make, ext="mp3" if name.endswith("mp3") else "wav"))
     cases.append(Case("loud/sine48k", lambda: signals.sine(20.0, -23.0, rate=48000), rate=48000))
+    for timbre in ("piano", "organ"):
+        for i, bpm in enumerate((84.0, 128.0, 150.0)):
+            # Drums with chords and a melody in time (a chord per bar, melody on the beats).
+            cases.append(
+                Case(
+                    f"mix/{timbre}/{bpm}",
+                    lambda b=bpm, tb=timbre, s=i: (
+                        0.6 * signals.drum_pattern(b, signals.KITS[s], seconds=20.0, seed=50 + s)
+                        + 0.4
+                        * signals.chord_progression(
+                            "D", "major", tb, seconds=20.0, seed=s, chord_seconds=240.0 / b
+                        )
+                    ).astype(np.float32),
+                    TEMPO_SETTINGS,
+                )
+            )
     cases.append(Case("fold/65", lambda: signals.drum_pattern(65.0, "breakbeat", seed=7)))
     cases.append(Case("fold/190", lambda: signals.drum_pattern(190.0, "house", seed=8)))
     cases.append(Case("beatless/held", lambda: signals.held_chord(20.0)))
@@ -144,6 +160,13 @@ async def test_tempo_accuracy1_on_the_tempo_set(analysed: dict[str, AnalysisResu
     for result in tempo.values():
         assert not result.beatless
         assert 0.0 <= result.bpm_confidence <= 1.0
+
+
+async def test_tempo_of_drums_with_harmony(analysed: dict[str, AnalysisResult]) -> None:
+    mix = {k: v for k, v in analysed.items() if k.startswith("mix/")}
+    assert len(mix) == 6
+    misses = {n: r.bpm for n, r in mix.items() if not _within(r.bpm, float(n.rsplit("/", 1)[1]))}
+    assert len(misses) <= 1, misses
 
 
 async def test_key_accuracy_on_all_24_keys_in_two_timbres(
@@ -225,9 +248,11 @@ async def test_default_range_folds_half_and_double_time(
     assert _within(analysed["fold/190"].bpm, 95.0)
 
 
-@pytest.mark.parametrize("case", ["held", "sine", "silence"])
+@pytest.mark.parametrize(
+    "case", ["beatless/held", "beatless/sine", "beatless/silence", "loud/pink"]
+)
 async def test_beatless_audio_has_no_bpm(analysed: dict[str, AnalysisResult], case: str) -> None:
-    result = analysed[f"beatless/{case}"]
+    result = analysed[case]
     assert result.bpm is None
     assert result.beatless
     assert result.bpm_confidence == 0.0

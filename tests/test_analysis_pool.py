@@ -215,3 +215,21 @@ def test_signal_names() -> None:
 
     assert _signal_name(-signal.SIGSEGV) == "SIGSEGV"
     assert _signal_name(-200) == "signal 200"
+
+
+async def test_tensorflow_mood_path_reports_what_is_missing(
+    pool: AnalysisPool, tmp_path: Path, drums: Path
+) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    result = await pool.analyze(str(drums), AnalysisSettings(models_dir=str(models)))
+    assert result.mood_source == "descriptors"  # the estimate still comes, from descriptors
+    assert result.mood_error is not None and "no TensorFlow mood models in" in result.mood_error
+    assert result.to_metadata()["analysis.mood_error"] == result.mood_error
+    (models / "mood_happy-msd-musicnn-1.pb").write_bytes(b"not a real graph")
+    result = await pool.analyze(str(drums), AnalysisSettings(models_dir=str(models)))
+    # This essentia build (the PyPI wheel) has no TensorFlow: that is what the message says.
+    assert result.mood_error is not None
+    assert "TensorFlow support" in result.mood_error or "cannot load" in result.mood_error
+    missing = await pool.analyze(str(drums), AnalysisSettings(models_dir=str(tmp_path / "nope")))
+    assert missing.mood_error is not None and "is not a directory" in missing.mood_error

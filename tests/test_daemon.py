@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from pathlib import Path
 from typing import IO, Any
 
+import anyio
 import audiogen
 import pytest
 from pgserver import PostgresServer
@@ -222,13 +223,15 @@ async def wait_until(
     *daemons: DaemonProcess,
 ) -> None:
     """Poll ``predicate`` every 0.1 s; fail with ``message`` and the daemons' logs on timeout."""
-    import anyio
-
     deadline = time.monotonic() + timeout
+    error: OSError | None = None
     while True:
-        result = predicate()
-        if inspect.isawaitable(result):
-            result = await result
+        try:
+            result = predicate()
+            if inspect.isawaitable(result):
+                result = await result
+        except OSError as exc:  # an HTTP request that timed out on a busy machine: poll again
+            result, error = False, exc
         if result:
             return
         for d in daemons:
@@ -236,12 +239,18 @@ async def wait_until(
                 pytest.fail(f"{d.name} exited while waiting: {_text(message)}{d.report()}")
         if time.monotonic() > deadline:
             logs = "".join(d.report() for d in daemons)
-            pytest.fail(f"after {timeout} s: {_text(message)}{logs}")
+            last = f" (last request error: {error})" if error else ""
+            pytest.fail(f"after {timeout} s: {_text(message)}{last}{logs}")
         await anyio.sleep(0.1)
 
 
 def _text(message: str | Callable[[], str]) -> str:
-    return message() if callable(message) else message
+    if not callable(message):
+        return message
+    try:
+        return message()
+    except Exception as exc:  # the message asks the daemon, which may be gone
+        return f"(could not describe the state: {exc!r})"
 
 
 # ---- configs, environments, libraries -------------------------------------------------------
@@ -602,7 +611,7 @@ async def test_sighup_adds_a_root_and_a_bad_config_is_rejected(
     daemons: Daemons,
 ) -> None:
     second = tmp_path / "music2"
-    first_files = copy_library(library_cache, library, 0, 3)
+    copy_library(library_cache, library, 0, 3)
     second_files = copy_library(library_cache, second, 12, 15)
     port = free_port()
     config = write_config(tmp_path / "etc" / "tracktiond.toml", roots=[library], port=port)
@@ -627,17 +636,17 @@ async def test_sighup_adds_a_root_and_a_bad_config_is_rejected(
     write_config(config, roots=[library, second], port=port, listen="nowhere")
     d.signal(signal.SIGHUP)
     await wait_until(
-        lambda: d.status()["config"]["last_reload"]["ok"] is False,
+        lambda: d.logged("configuration reload (SIGHUP) rejected"),
         15,
-        "the bad reload shows in /status",
+        "the SIGHUP reload of a bad config rejected in the log",
         d,
     )
+    assert d.status()["config"]["last_reload"]["ok"] is False
     error = d.status()["config"]["last_reload"]["error"]
     assert str(config) in error and "[http] listen" in error, error
     m = d.metrics()
     assert m["tracktiond_config_last_reload_successful"] == 0
     assert m.total("tracktiond_config_reloads_total", result="failure") >= 1
-    assert d.logged("rejected"), d.report()
     assert d.running
     roots = {r["path"]: r["mode"] for r in d.status()["roots"]}
     assert roots == {str(library): "live", str(second): "live"}
@@ -645,7 +654,6 @@ async def test_sighup_adds_a_root_and_a_bad_config_is_rejected(
     audiogen.make_audio(library / "after bad reload.mp3", seconds=0.3, seed=2001)
     audiogen.make_audio(second / "after bad reload.ogg", seconds=0.3, seed=2002)
     await wait_agree(d, catalog, [library, second], recordings=8)
-    assert len(first_files) == len(second_files) == 3
 
     # Fixed again: the next reload succeeds and says so.
     write_config(config, roots=[library, second], port=port)
@@ -716,13 +724,7 @@ async def start_on_big_library(
 
 
 async def wait_work_started(d: DaemonProcess) -> None:
-    def working() -> bool:
-        try:
-            return d.jobs() >= 1
-        except OSError:
-            return False
-
-    await wait_until(working, 30, "the first file processed", d)
+    await wait_until(lambda: d.jobs() >= 1, 30, "the first file processed", d)
 
 
 async def test_sigterm_during_work_stops_cleanly_and_a_restart_finishes(
@@ -897,8 +899,10 @@ class NotifySocket:
 
     def __init__(self, directory: Path) -> None:
         path = directory / "notify.sock"
+        self._short_dir: Path | None = None
         if len(str(path)) > 100:  # sockaddr_un holds 108 bytes
-            path = Path(tempfile.mkdtemp(prefix="td-notify-")) / "notify.sock"
+            self._short_dir = Path(tempfile.mkdtemp(prefix="td-notify-"))
+            path = self._short_dir / "notify.sock"
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(path))
@@ -924,6 +928,8 @@ class NotifySocket:
     def close(self) -> None:
         self.sock.close()
         self.path.unlink(missing_ok=True)
+        if self._short_dir is not None:
+            self._short_dir.rmdir()
 
 
 async def test_systemd_notify_protocol(

@@ -41,6 +41,7 @@ from tracktiond.workers import IngestPool, make_owner_id, release_dead_local_lea
 
 if TYPE_CHECKING:
     from tracktiond.analysis_stage import AnalysisStage
+    from tracktiond.graph import GraphSync
     from tracktiond.tagging_stage import TaggingStage
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,11 @@ class Daemon:
         self.config_path = config.source
         self.notifier = Notifier()
         self.snapshot = CatalogSnapshot()
-        self.metrics = Metrics(snapshot=lambda: self.snapshot)
+        self.graph: GraphSync | None = None
+        self.metrics = Metrics(
+            snapshot=lambda: self.snapshot,
+            graph=lambda: self.graph.status() if self.graph is not None else None,
+        )
         self.metrics.workers.set(self._worker_count(config))
         self.health = CatalogHealth(
             config.database_url,
@@ -117,6 +122,10 @@ class Daemon:
                 "/readyz": self._readyz,
                 "/metrics": self._metrics,
                 "/status": self._status,
+                "/graph/suggestions": self._graph_query,
+                "/graph/shared": self._graph_query,
+                "/graph/duplicates": self._graph_query,
+                "/graph/neighbours": self._graph_query,
             },
         )
         try:
@@ -166,6 +175,14 @@ class Daemon:
             self._tg.start_soon(self._run_analysis)
         if self.config.tagging.write:
             self._start_tagging()
+        if self.config.graph.enabled:
+            from tracktiond.graph import GraphClient, GraphSync
+
+            self.graph = GraphSync(
+                self.catalog, GraphClient.from_config(self.config.graph), health=self.health
+            )
+            await self._tg.start(self.graph.run)
+            log.info("mirroring the catalog into the graph at %s", self.config.graph.uri)
         self._tg.start_soon(self._snapshot_loop)
         # Watchers first, so nothing that changes during the first reconciliation is missed.
         for root in self._roots():
@@ -483,6 +500,8 @@ class Daemon:
             )
         if self.analysis is not None and outcome in (Outcome.NEW, Outcome.CHANGED):
             self.analysis.wake()
+        if self.graph is not None and outcome is not Outcome.UNCHANGED:
+            self.graph.wake()
         log.debug(
             "%s %s",
             outcome.value,
@@ -514,6 +533,8 @@ class Daemon:
             self.metrics.analysis_realtime.set(audio / seconds)
         if state == "done" and self.tagging is not None:
             self.tagging.wake()
+        if state == "done" and self.graph is not None:
+            self.graph.wake()
 
     async def _snapshot_loop(self) -> None:
         while True:
@@ -526,6 +547,12 @@ class Daemon:
         try:
             st = await self.catalog.status(failures=10)
             depth, oldest = await self.catalog.queue_stats()
+            outbox_depth, outbox_oldest = await self.catalog.outbox_stats()
+            if self.graph is None and outbox_depth > 10_000:
+                # No graph configured: nothing drains the outbox. A graph enabled later rebuilds
+                # itself from the catalog (its marker node is missing), so nothing is lost.
+                await self.catalog.clear_outbox()
+                outbox_depth, outbox_oldest = 0, None
             tagging: dict[str, int] = {}
             if self.tagging is not None:
                 from tracktiond.tagging_stage import options_fingerprint
@@ -553,6 +580,8 @@ class Daemon:
             queue_depth=depth,
             oldest_pending_epoch=oldest.timestamp() if oldest else None,
             analysis=analysis,
+            outbox_depth=outbox_depth,
+            outbox_oldest_epoch=outbox_oldest.timestamp() if outbox_oldest else None,
             taken=time.monotonic(),
         )
         self.tag_counts = tagging
@@ -634,6 +663,48 @@ class Daemon:
     async def _status(self, request: Request) -> Response:
         return Response.json(self.status_dict(), indent=2)
 
+    async def _graph_query(self, request: Request) -> Response:
+        """Read-only graph queries as JSON: ?recording=UUID-or-path[&tolerance=0.06][&by=...]."""
+        from tracktiond.graph import (
+            GraphError,
+            GraphUnavailable,
+            NotEnoughData,
+            RecordingNotFound,
+            queries,
+        )
+
+        if self.graph is None:
+            return Response.json({"error": "no graph configured ([graph] uri)"}, status=404)
+        client = self.graph.client
+        q = request.query
+        try:
+            limit = int(q.get("limit", "20"))
+            if request.path == "/graph/duplicates":
+                data = await queries.duplicates(client, limit=limit)
+            else:
+                recording = q.get("recording", "")
+                if not recording:
+                    return Response.json({"error": "?recording=UUID-or-path is required"}, 400)
+                if request.path == "/graph/suggestions":
+                    tolerance = float(q.get("tolerance", "0.06"))
+                    data = await queries.mix_suggestions(
+                        client, recording, bpm_tolerance=tolerance, limit=limit
+                    )
+                elif request.path == "/graph/shared":
+                    data = await queries.shared_tracks(client, recording, limit=limit)
+                else:
+                    by = q.get("by", "artist")
+                    data = await queries.neighbours(client, recording, by=by, limit=limit)  # type: ignore[arg-type]
+        except RecordingNotFound as exc:
+            return Response.json({"error": str(exc)}, status=404)
+        except NotEnoughData as exc:
+            return Response.json({"error": str(exc)}, status=422)
+        except GraphUnavailable as exc:
+            return Response.json({"error": str(exc)}, status=503)
+        except (GraphError, ValueError) as exc:
+            return Response.json({"error": str(exc)}, status=400)
+        return Response.json(data, indent=2)
+
     def status_dict(self) -> dict[str, Any]:
         snap = self.snapshot
         oldest_age = (
@@ -673,6 +744,22 @@ class Daemon:
                 "not_written": self.tag_problems,
                 "busy": self.tagging.busy if self.tagging else 0,
             },
+            "graph": (
+                {
+                    "enabled": True,
+                    **self.graph.status(),
+                    "outbox": {
+                        "pending": snap.outbox_depth,
+                        "oldest_age_seconds": round(
+                            max(0.0, time.time() - snap.outbox_oldest_epoch), 1
+                        )
+                        if snap.outbox_oldest_epoch
+                        else 0.0,
+                    },
+                }
+                if self.graph is not None
+                else {"enabled": False}
+            ),
             "reconciling": self.reconciling,
             "recent_failures": self.db_failures,
             "recent_job_failures": list(self.recent_failures),

@@ -22,7 +22,7 @@ from prometheus_client import (
     Info,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -44,12 +44,19 @@ class CatalogSnapshot:
     queue_depth: int = 0
     oldest_pending_epoch: float | None = None
     analysis: dict[str, int] = field(default_factory=dict)
+    outbox_depth: int = 0
+    outbox_oldest_epoch: float | None = None
     taken: float = 0.0
 
 
 class _SnapshotCollector(Collector):
-    def __init__(self, snapshot: Callable[[], CatalogSnapshot]) -> None:
+    def __init__(
+        self,
+        snapshot: Callable[[], CatalogSnapshot],
+        graph: Callable[[], dict[str, object] | None],
+    ) -> None:
         self._snapshot = snapshot
+        self._graph = graph
 
     def collect(self) -> Iterable[Metric]:
         snap = self._snapshot()
@@ -79,6 +86,36 @@ class _SnapshotCollector(Collector):
         for state, n in sorted(snap.analysis.items()):
             analysis.add_metric([state], n)
         yield analysis
+        graph = self._graph()
+        if graph is not None:
+            yield GaugeMetricFamily(
+                "tracktiond_graph_up",
+                "1 when the graph server answers.",
+                value=int(bool(graph["up"])),
+            )
+            yield CounterMetricFamily(
+                "tracktiond_graph_sync_batches",
+                "Outbox batches written to the graph.",
+                value=float(str(graph["batches"])),
+            )
+            yield CounterMetricFamily(
+                "tracktiond_graph_sync_failures",
+                "Graph sync attempts that failed (graph unreachable or rejecting).",
+                value=float(str(graph["failures"])),
+            )
+            yield GaugeMetricFamily(
+                "tracktiond_graph_outbox_rows",
+                "Catalog changes not yet written to the graph.",
+                value=snap.outbox_depth,
+            )
+            outbox_age = 0.0
+            if snap.outbox_oldest_epoch is not None:
+                outbox_age = max(0.0, time.time() - snap.outbox_oldest_epoch)
+            yield GaugeMetricFamily(
+                "tracktiond_graph_outbox_oldest_age_seconds",
+                "Age of the oldest change not yet in the graph (0 when none).",
+                value=outbox_age,
+            )
         age = 0.0
         if snap.oldest_pending_epoch is not None:
             age = max(0.0, time.time() - snap.oldest_pending_epoch)
@@ -94,6 +131,7 @@ class Metrics:
         self,
         registry: CollectorRegistry | None = None,
         snapshot: Callable[[], CatalogSnapshot] | None = None,
+        graph: Callable[[], dict[str, object] | None] | None = None,
     ) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
@@ -202,7 +240,7 @@ class Metrics:
         self.reload_success.set(1)
         self.reload_timestamp.set_to_current_time()
         if snapshot is not None:
-            r.register(_SnapshotCollector(snapshot))
+            r.register(_SnapshotCollector(snapshot, graph or (lambda: None)))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

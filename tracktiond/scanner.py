@@ -248,6 +248,7 @@ class Reconciler:
         self.summary.count(Outcome.UNCHANGED, len(unchanged) + len(restored))
         self.summary.count(Outcome.MOVED, len(moved))
         self.summary.count(Outcome.FAILED, len(failures) + len(still_failed))
+        self.summary.count("queued", len(queued))
         self.progress.queued(len(queued))
         if queued and self.on_queued is not None:
             self.on_queued(len(queued))

@@ -128,15 +128,20 @@ class TensorflowMood:
     """Runs the models window by window (16 kHz mono) and averages their activations."""
 
     def __init__(self, es: Any, models_dir: str) -> None:
+        # Models first: a wrong directory is the likelier mistake, and the cheaper to fix.
+        found = find_models(models_dir)
         if not hasattr(es, TF_ALGORITHM):
             raise ModelsUnavailable(
                 f"this essentia build has no TensorFlow support ({TF_ALGORITHM} is missing); "
                 "install essentia-tensorflow to use models_dir"
             )
-        self._models = {
-            name: getattr(es, TF_ALGORITHM)(graphFilename=path, output="model/Sigmoid")
-            for name, path in find_models(models_dir).items()
-        }
+        try:
+            self._models = {
+                name: getattr(es, TF_ALGORITHM)(graphFilename=path, output="model/Sigmoid")
+                for name, path in found.items()
+            }
+        except RuntimeError as exc:  # essentia reports unreadable or incompatible graphs so
+            raise ModelsUnavailable(f"cannot load the mood models in {models_dir}: {exc}") from exc
         self._resample = es.Resample(inputSampleRate=44100, outputSampleRate=TF_RATE)
         self._sums = dict.fromkeys(self._models, 0.0)
         self._weight = 0.0

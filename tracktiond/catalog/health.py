@@ -23,6 +23,24 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+_CONFLICT_STATES = {"40001", "40P01"}  # serialization failure, deadlock detected
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Two transactions collided (PostgreSQL deadlock or serialization failure): the database
+    is fine, and the losing transaction is simply run again."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if code in _CONFLICT_STATES:
+        return True
+    names = {
+        type(exc).__name__,
+        type(orig).__name__,
+        type(getattr(orig, "__cause__", None)).__name__,
+    }
+    return bool(names & {"DeadlockDetectedError", "SerializationError"})
+
+
 def is_transient(exc: BaseException) -> bool:
     """Connection-level failures: the server is down, restarting, or the network is."""
     if isinstance(exc, OperationalError | InterfaceError | CatalogUnavailable):
@@ -87,6 +105,12 @@ class CatalogHealth:
             try:
                 result = await fn()
             except Exception as exc:
+                if is_conflict(exc):
+                    log.info(
+                        "catalog transaction conflict (%s); running it again", type(exc).__name__
+                    )
+                    await anyio.sleep(0.05)
+                    continue
                 if not is_transient(exc):
                     raise
                 self.mark_down(exc)
