@@ -33,6 +33,7 @@ TEMPO_SETTINGS = AnalysisSettings(bpm_min=60.0, bpm_max=200.0)
 DEFAULT = AnalysisSettings()
 KEY_TIMBRES = ("saw", "piano")
 SWING = {"house": 0.0, "breakbeat": 0.1, "hiphop": 0.2}
+DRUM_TEMPI = (122.0, 95.0, 140.0, 174.0)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,29 @@ def _cases() -> list[Case]:
                     ),
                 )
             )
+    for i, (tonic, mode) in enumerate(signals.KEYS):
+        # The same progressions under a drum loop, as dance music has them: kick drums put
+        # pitched energy where bass notes are, which a key estimate must not follow.
+        cases.append(
+            Case(
+                f"keydrums/{KEY_TIMBRES[i % 2]}/{tonic}/{mode}",
+                lambda t=tonic, m=mode, s=i: (
+                    0.6
+                    * signals.drum_pattern(
+                        DRUM_TEMPI[s % 4], signals.KITS[s % 3], seconds=16.0, seed=200 + s
+                    )
+                    + 0.4
+                    * signals.chord_progression(
+                        t,
+                        m,
+                        KEY_TIMBRES[s % 2],
+                        seconds=16.0,
+                        seed=s,
+                        chord_seconds=240.0 / DRUM_TEMPI[s % 4],
+                    )
+                ).astype(np.float32),
+            )
+        )
     loudness: dict[str, Callable[[], signals.Signal]] = {
         "ebu1": lambda: signals.sine(20.0, -23.0),
         "ebu2": lambda: signals.sine(20.0, -33.0),
@@ -190,6 +214,22 @@ async def test_key_accuracy_on_all_24_keys_in_two_timbres(
     for timbre in KEY_TIMBRES:
         per_timbre = [n for n in wrong if n.startswith(f"key/{timbre}/")]
         assert len(per_timbre) <= 0.15 * 24, (timbre, per_timbre)
+
+
+async def test_key_accuracy_under_drums(analysed: dict[str, AnalysisResult]) -> None:
+    key = {k: v for k, v in analysed.items() if k.startswith("keydrums/")}
+    assert len(key) == 24
+    wrong = {
+        name: result.key
+        for name, result in key.items()
+        if not (
+            result.key_tonic is not None
+            and pitch_class(result.key_tonic) == pitch_class(name.split("/")[2])
+            and result.key_mode == name.split("/")[3]
+        )
+    }
+    print(f"key accuracy under drums: {1 - len(wrong) / len(key):.1%}; wrong: {wrong}")
+    assert len(wrong) <= 0.1 * len(key), wrong
 
 
 @pytest.mark.parametrize(

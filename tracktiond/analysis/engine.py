@@ -37,6 +37,11 @@ __all__ = ["AnalysisResult", "analyze_file"]
 KEY_FRAME = 4096
 KEY_HOP = 4096
 HPCP_SIZE = 36
+# Pitch content below 100 Hz is left out of the key estimate: kick drums put strong, pitched (and
+# usually out-of-key) energy at 40-100 Hz. On drums + chords in all 24 keys, 40 Hz (essentia's
+# KeyExtractor) found 46 % of the keys, 100 Hz 98 %; without drums both are >= 92 %. Bass lines
+# keep their harmonics above 100 Hz.
+KEY_MIN_HZ = 100.0
 KEY_SEGMENT_SECONDS = 120.0  # long recordings: one key estimate per ~2 minutes
 MIN_TEMPO_SECONDS = 5.0  # shorter windows hold too few beats for the tracker
 SILENT_PEAK = 10 ** (-80 / 20)  # a window whose peak is below -80 dBFS is silence
@@ -71,7 +76,7 @@ class _Algorithms:
         self.peaks = es.SpectralPeaks(
             orderBy="magnitude",
             magnitudeThreshold=1e-5,
-            minFrequency=40,
+            minFrequency=KEY_MIN_HZ,
             maxFrequency=5000,
             maxPeaks=60,
             sampleRate=RATE,
@@ -80,7 +85,7 @@ class _Algorithms:
             size=HPCP_SIZE,
             referenceFrequency=440,
             bandPreset=False,
-            minFrequency=40,
+            minFrequency=KEY_MIN_HZ,
             maxFrequency=5000,
             weightType="squaredCosine",
             nonLinear=False,
@@ -167,8 +172,8 @@ class _Engine:
             self.tf.feed(mono, seconds)
 
     def _tempo(self, mono: np.ndarray[Any, Any], start: float, seconds: float) -> tempo.WindowTempo:
-        envelope = tempo.onset_envelope(mono)
-        rate = tempo.onset_rate(envelope)
+        envelope, high = tempo.onset_envelopes(mono)
+        rate = max(tempo.onset_rate(envelope), tempo.onset_rate(high))
         beatless = tempo.WindowTempo(start, seconds, None, 0.0, rate, False)
         if seconds < MIN_TEMPO_SECONDS or rate < tempo.MIN_ONSET_RATE:
             return beatless
