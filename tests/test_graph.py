@@ -727,3 +727,28 @@ async def test_shared_tracks_neighbours_and_duplicates(
     assert state["counts"]["Tracklist"] == 3
     shared = await queries.shared_tracks(graph, str(a))
     assert [r["uuid"] for r in shared["recordings"]] == [uid["set-c"]]
+
+
+@SQLITE_ONLY
+async def test_cue_sheets_found_by_the_scan_link_sets_that_share_tracks(
+    catalog: Catalog, graph: GraphClient, library: Path
+) -> None:
+    # Two DJ sets with cue sheets next to them, as users keep them: the scan reads the sheets,
+    # the sync projects the tracklists, and the sets are found through the track they share.
+    first = track(library, "warehouse.flac", 11, artist="DJ One")
+    second = track(library, "festival.flac", 12, artist="DJ Two")
+    (library / "warehouse.cue").write_text(
+        'PERFORMER "DJ One"\n  TRACK 01 AUDIO\n    TITLE "Shared Anthem"\n'
+        '    PERFORMER "Artist X"\n    INDEX 01 00:00:00\n  TRACK 02 AUDIO\n'
+        '    TITLE "Only Here"\n    PERFORMER "Artist Y"\n    INDEX 01 05:00:00\n'
+    )
+    (library / "festival.cue").write_text(
+        'PERFORMER "DJ Two"\n  TRACK 01 AUDIO\n    TITLE "Shared Anthem"\n'
+        '    PERFORMER "Artist X"\n    INDEX 01 12:00:00\n'
+    )
+    await scan(catalog, library)
+    await make_sync(catalog, graph).drain()
+    shared = await queries.shared_tracks(graph, str(first))
+    second_uuid = (await queries.get_recording(graph, str(second)))["uuid"]
+    assert [(r["uuid"], r["shared"]) for r in shared["recordings"]] == [(second_uuid, 1)]
+    assert shared["recordings"][0]["tracks"] == [{"artist": "Artist X", "title": "Shared Anthem"}]

@@ -8,8 +8,10 @@ anything else escaping is a bug and is classified as such by the caller.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from tracktiond.audiohash import audio_ranges, is_ogg, ogg_audio_hash
+from tracktiond.cuesheet import parse_cue, sibling_cue
 from tracktiond.errors import BadInput
 from tracktiond.formats import AudioFormat, extension, sniff
 from tracktiond.hashing import FileDigest, digest_file
@@ -26,6 +28,9 @@ class IngestResult:
     # Identity of the audio stream alone (tags excluded): "a:" + xxh3-128 of the audio payload,
     # or "f:" + the whole-file xxh3-128 for formats whose payload is not located.
     audio_hash: str = ""
+    # A cue sheet next to the file (DJ sets, live recordings): its path and its tracks.
+    cue_path: str | None = None
+    tracks: list[dict[str, Any]] | None = None
 
 
 def check_name(path: str) -> None:
@@ -58,7 +63,17 @@ def ingest_file(path: str) -> IngestResult:
     if audio is None and is_ogg(fmt):
         audio = ogg_audio_hash(path)
     audio_hash = f"a:{audio}" if audio else f"f:{digest.xxh128}"
-    return IngestResult(digest=digest, format=fmt, tags=tags, stream=stream, audio_hash=audio_hash)
+    cue = sibling_cue(path)
+    tracks = parse_cue(cue) if cue else None
+    return IngestResult(
+        digest=digest,
+        format=fmt,
+        tags=tags,
+        stream=stream,
+        audio_hash=audio_hash,
+        cue_path=cue if tracks else None,
+        tracks=tracks,
+    )
 
 
 def _plan_audio(fd: int, head: bytes, size: int) -> list[tuple[int, int]] | None:

@@ -710,6 +710,9 @@ class Catalog:
             )
         for chunk in _chunks(meta, 2000):
             await conn.execute(insert(metadata_entries), chunk)
+        for _, jr, rec_id in fast:
+            if jr.result is not None and jr.result.tracks:
+                await _replace_tracklist(conn, rec_id, jr.result)
         await conn.execute(
             _dialect_insert(self.dialect, analyses).on_conflict_do_nothing(),
             list(analysis_rows.values()),
@@ -1592,6 +1595,7 @@ def _duplicate_counts() -> Any:
 
 
 async def _replace_metadata(conn: AsyncConnection, rec_id: uuid.UUID, res: IngestResult) -> None:
+    await _replace_tracklist(conn, rec_id, res)
     await conn.execute(
         delete(metadata_entries).where(
             metadata_entries.c.recording_id == rec_id,
@@ -1607,6 +1611,24 @@ async def _replace_metadata(conn: AsyncConnection, rec_id: uuid.UUID, res: Inges
     ]
     if rows:
         await conn.execute(insert(metadata_entries), rows)
+
+
+async def _replace_tracklist(conn: AsyncConnection, rec_id: uuid.UUID, res: IngestResult) -> None:
+    """The recording's cue-sheet tracklist, as found next to the file just read."""
+    await conn.execute(
+        delete(tracklists).where(tracklists.c.recording_id == rec_id, tracklists.c.source == "cue")
+    )
+    if res.tracks:
+        await conn.execute(
+            insert(tracklists).values(
+                id=uuid.uuid4(),
+                recording_id=rec_id,
+                source="cue",
+                cue_file_path=res.cue_path,
+                tracks=res.tracks,
+                created_at=utcnow(),
+            )
+        )
 
 
 async def _point_recording_at(
