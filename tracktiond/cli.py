@@ -248,12 +248,21 @@ async def status(config_path: Path | None, as_json: bool, failures: int) -> int:
             return EXIT_OK
         _print_daemon_status(live)
         return EXIT_OK
+    from tracktiond.analysis_stage import settings_from_config
+
     catalog = await Catalog.open(config.database_url)
     try:
         st = await catalog.status(failures=failures)
+        analysis = await catalog.analysis_stats(settings_from_config(config.analysis).fingerprint())
+        analysis_failures = await catalog.analysis_failures(failures)
     finally:
         await catalog.close()
     data = _status_dict(st)
+    data["analysis"] = analysis
+    data["recent_analysis_failures"] = [
+        {"path": f.path, "class": f.error_class, "reason": f.reason, "at": f.at.isoformat()}
+        for f in analysis_failures
+    ]
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return EXIT_OK
@@ -265,10 +274,14 @@ async def status(config_path: Path | None, as_json: bool, failures: int) -> int:
         f"duplicates: {data['duplicates']['recordings']} recordings at "
         f"{data['duplicates']['files']} paths (`tracktiond duplicates` lists them)"
     )
+    a = data["analysis"]
+    click.echo(f"analysis: {a['analysed']} analysed, {a['pending']} pending, {a['failed']} failed")
     if data["recent_failures"]:
         click.echo("recent failures:")
         for f in data["recent_failures"]:
             click.echo(f"  {f['path']}: {f['reason']} [{f['class']}]")
+    for f in data["recent_analysis_failures"]:
+        click.echo(f"  {f['path']}: analysis: {f['reason']} [{f['class']}]")
     return EXIT_OK
 
 
@@ -284,6 +297,16 @@ def _print_daemon_status(data: dict[str, Any]) -> None:
     click.echo(f"queue: {queue['pending']} pending, oldest {queue['oldest_age_seconds']} s")
     workers = data["workers"]
     click.echo(f"workers: {workers['busy']} busy of {workers['count']}")
+    a = data.get("analysis", {})
+    if a.get("enabled"):
+        click.echo(
+            f"analysis: {a['analysed']} analysed, {a['pending']} pending, {a['failed']} failed"
+            f" ({a['busy']} of {a['workers']} workers busy)"
+        )
+    graph = data.get("graph", {})
+    if graph.get("enabled"):
+        state = "up" if graph["up"] else f"down ({graph['last_error']})"
+        click.echo(f"graph: {state}, {graph['outbox']['pending']} changes to sync")
     if data["recent_failures"]:
         click.echo("recent failures:")
         for f in data["recent_failures"]:

@@ -734,7 +734,7 @@ class Daemon:
             },
             "analysis": {
                 "enabled": self.analysis is not None,
-                **snap.analysis,
+                **({"analysed": 0, "pending": 0, "failed": 0} | snap.analysis),
                 "workers": self.analysis.concurrency if self.analysis else 0,
                 "busy": self.analysis.busy if self.analysis else 0,
             },
