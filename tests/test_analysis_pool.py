@@ -233,3 +233,23 @@ async def test_tensorflow_mood_path_reports_what_is_missing(
     assert "TensorFlow support" in result.mood_error or "cannot load" in result.mood_error
     missing = await pool.analyze(str(drums), AnalysisSettings(models_dir=str(tmp_path / "nope")))
     assert missing.mood_error is not None and "is not a directory" in missing.mood_error
+
+
+async def test_closing_the_pool_mid_job_is_not_the_files_fault(hooks: None, tmp_path: Path) -> None:
+    pool = AnalysisPool(1, timeout_base=60.0)
+    failures: list[AnalysisFailed] = []
+
+    async def job() -> None:
+        try:
+            await pool.analyze(_hook_file(tmp_path, ".hang-test"), SETTINGS, duration_hint=1.0)
+        except AnalysisFailed as exc:
+            failures.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(job)
+        while not pool.busy or not pool.worker_pids:
+            await anyio.sleep(0.05)
+        await anyio.sleep(0.5)
+        await pool.aclose()
+    assert [f.failure_class for f in failures] == [FailureClass.TRANSIENT]
+    assert "pool was closed" in failures[0].reason

@@ -139,11 +139,20 @@ class Reconciler:
     async def _reconcile_dir(self, root: str) -> None:
         walker = Walker(root, follow_symlinks=self.follow_symlinks)
         batches = walker.batches()
-        while True:
-            batch = await anyio.to_thread.run_sync(next, batches, None)
-            if batch is None:
-                break
-            await self._reconcile_batch(batch)
+        # The walk (system calls, on a thread) runs one batch ahead of the reconcile (database
+        # work): the two overlap, and at most two batches are held in memory.
+        send, receive = anyio.create_memory_object_stream[DirBatch](1)
+
+        async def walk() -> None:
+            async with send:
+                while (batch := await anyio.to_thread.run_sync(next, batches, None)) is not None:
+                    await send.send(batch)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(walk)
+            async with receive:
+                async for batch in receive:
+                    await self._reconcile_batch(batch)
         # Directories that were cataloged but are gone as a whole (moved or deleted with their
         # contents); directories we could not list keep their files as they are.
         gone = [

@@ -100,6 +100,7 @@ class IngestPool:
         on_result: ResultHook | None = None,
         idle_poll: float = 5.0,
         health: CatalogHealth | None = None,
+        max_in_flight: int = 0,
     ) -> None:
         self.catalog = catalog
         self.concurrency = max(1, concurrency)
@@ -110,6 +111,7 @@ class IngestPool:
         self.on_result = on_result
         self.idle_poll = idle_poll
         self.health = health
+        self.max_in_flight = max_in_flight or max(64, self.concurrency * 16)
         self.stats = PoolStats()
         self._wake = anyio.Event()
         self._limiter = anyio.CapacityLimiter(self.concurrency)
@@ -159,7 +161,9 @@ class IngestPool:
             # A fresh event before claiming: a wake() that comes while the claim runs (new work
             # queued, or room freed by the writer) is not lost.
             self._wake = anyio.Event()
-            free = self.concurrency * 2 - self.stats.in_flight
+            # A wide window of claimed jobs keeps every worker busy and lets the writer commit
+            # results in real batches; the jobs are rows in the catalog, so it costs no safety.
+            free = self.max_in_flight - self.stats.in_flight
             claimed: list[Job] = []
             if free > 0:
                 claimed = await self._db(

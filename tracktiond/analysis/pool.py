@@ -330,7 +330,13 @@ class AnalysisPool:
                 try:
                     await worker.send({"id": job_id, "path": path, "settings": settings.to_dict()})
                     response = await worker.receive()
-                except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError) as exc:
+                except (
+                    anyio.EndOfStream,
+                    anyio.IncompleteRead,
+                    anyio.BrokenResourceError,
+                    anyio.ClosedResourceError,
+                    ConnectionError,
+                ) as exc:
                     failure = exc  # the worker died: find out how below
                 except (ValueError, anyio.DelimiterNotFound) as exc:
                     failure = exc
@@ -342,6 +348,11 @@ class AnalysisPool:
         self._peak_rss = max(self._peak_rss, state.max_rss)
         # No valid answer: whatever happened, this worker is finished.
         await worker.kill()
+        if self._closed:
+            # aclose() stopped the worker under this job: not the file's fault, try again later.
+            raise AnalysisFailed(
+                FailureClass.TRANSIENT, "analysis interrupted: the analysis pool was closed"
+            )
         if state.memory_exceeded:
             raise AnalysisFailed(FailureClass.BAD_INPUT, self._memory_reason())
         if deadline.cancelled_caught:
