@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SNAPSHOT_INTERVAL = 2.0
+IDLE_SNAPSHOT_INTERVAL = 60.0
 STATUS_INTERVAL = 5.0
 WHOLE_ROOT_TRIGGERS = {"startup", "poll", "full", "reload", "root returned", "overflow"}
 
@@ -106,6 +107,7 @@ class Daemon:
         self.db_failures: list[dict[str, Any]] = []
         self.last_reload: dict[str, Any] = {"ok": True, "at": time.time(), "error": None}
         self._reconcile_lock = anyio.Lock()
+        self._changed = anyio.Event()
         self._tg: TaskGroup | None = None
         self._pool_done = anyio.Event()
         self._lock_fd: int | None = None
@@ -214,6 +216,10 @@ class Daemon:
         finally:
             self._pool_done.set()
 
+    def _on_tag_write(self, _job: object, status: str) -> None:
+        self.mark_changed()
+        self.metrics.tag_writes.labels(status).inc()
+
     def _start_tagging(self) -> None:
         from tracktiond.tagging_stage import TaggingStage
 
@@ -223,7 +229,7 @@ class Daemon:
             self.config.tagging,
             owner=self.owner,
             health=self.health,
-            on_result=lambda _job, status: self.metrics.tag_writes.labels(status).inc(),
+            on_result=self._on_tag_write,
         )
         log.info("tag write-back enabled")
         self._tg.start_soon(self.tagging.run)
@@ -459,6 +465,8 @@ class Daemon:
             finally:
                 self.reconciling = None
             elapsed = time.monotonic() - started
+            if any(summary.counts.values()):
+                self.mark_changed()
             if whole:
                 self.metrics.reconciliations.labels(trigger).inc()
                 self.metrics.reconcile_last_duration.set(elapsed)
@@ -483,6 +491,7 @@ class Daemon:
     # ---- results, snapshots, status --------------------------------------------------------
 
     def _on_result(self, job: Job, outcome: Outcome, jr: JobResult, seconds: float) -> None:
+        self.mark_changed()
         stage = "ingest"
         self.metrics.jobs.labels(stage, outcome.value).inc()
         self.metrics.stage_duration.labels(stage).observe(seconds)
@@ -512,6 +521,7 @@ class Daemon:
     def _on_analysis(
         self, job: AnalysisJob, state: str, seconds: float, failure: str | None, audio: float
     ) -> None:
+        self.mark_changed()
         stage = "analysis"
         self.metrics.jobs.labels(stage, state).inc()
         self.metrics.stage_duration.labels(stage).observe(seconds)
@@ -536,10 +546,36 @@ class Daemon:
         if state == "done" and self.graph is not None:
             self.graph.wake()
 
+    def mark_changed(self) -> None:
+        """Something in the catalog changed: the snapshot is refreshed within 2 seconds."""
+        self._changed.set()
+
     async def _snapshot_loop(self) -> None:
+        # Refresh when something changed (at most every SNAPSHOT_INTERVAL), else once a minute
+        # (changes made by other instances sharing a PostgreSQL catalog): an idle daemon does
+        # not query its catalog every two seconds.
+        last_full = time.monotonic()
         while True:
             await anyio.sleep(SNAPSHOT_INTERVAL)
-            await self._refresh_snapshot()
+            if self._changed.is_set() or time.monotonic() - last_full >= IDLE_SNAPSHOT_INTERVAL:
+                self._changed = anyio.Event()
+                last_full = time.monotonic()
+                await self._refresh_snapshot()
+            else:
+                await self._ping_catalog()  # keeps /readyz and catalog_up honest when idle
+
+    async def _ping_catalog(self) -> None:
+        if self.catalog is None:
+            return
+        try:
+            await self.catalog.ping()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self.health.mark_down(exc)
+            self.mark_changed()  # refresh everything once it is back
+            return
+        self.health.mark_up()
 
     async def _refresh_snapshot(self) -> None:
         if self.catalog is None:

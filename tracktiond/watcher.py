@@ -120,6 +120,7 @@ class RootWatcher:
         self._dirty: dict[str, _Dirty] = {}
         self._overflow = False
         self._started = False
+        self._event = anyio.Event()
 
     def describe(self) -> dict[str, object]:
         return {
@@ -214,12 +215,15 @@ class RootWatcher:
                     self.metrics.watcher_events.labels(change.name).inc()
                 if len(self._dirty) >= self.max_dirty and path not in self._dirty:
                     self._overflow = True  # too many to track: reconcile the whole root
+                    self._event.set()
                     continue
                 entry = self._dirty.get(path)
                 if entry is None:
                     self._dirty[path] = _Dirty(now)
                 else:
                     entry.last_event = now
+            if changes:
+                self._event.set()
             if not changes and await anyio.to_thread.run_sync(_dir_identity, self.root) != root_id:
                 stop.set()  # the root was removed or replaced (remount): start over
                 self._set_mode(WatchMode.MISSING, "root removed or replaced while watched")
@@ -227,6 +231,10 @@ class RootWatcher:
 
     async def _settle_loop(self) -> None:
         while True:
+            if not self._dirty and not self._overflow:
+                # nothing to settle: sleep until an event arrives instead of polling
+                self._event = anyio.Event()
+                await self._event.wait()
             await anyio.sleep(0.2)
             if self._overflow:
                 self._overflow = False

@@ -132,6 +132,7 @@ class File(Base):
         Index("ix_files_state", "state"),
         Index("ix_files_device_inode", "device", "inode"),
         Index("ix_files_lease_owner", "lease_owner"),
+        Index("ix_files_recording_id_state", "recording_id", "state"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
