@@ -39,7 +39,6 @@ import importlib.metadata
 import json
 import math
 import os
-import platform
 import random
 import resource
 import shutil
@@ -58,6 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from machine import load_average, machine_info  # bench/ is on sys.path: run as a script
 
 REPO = Path(__file__).resolve().parent.parent
 TESTS = REPO / "tests"
@@ -175,58 +176,10 @@ def read_sysctl(name: str) -> int | None:
         return None
 
 
-def load_average() -> str | None:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return None
-
-
-def machine_info(workdir: Path) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "nproc": len(os.sched_getaffinity(0)),
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-        "cpu_model": "unknown",
-    }
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                info["memory_gib"] = round(int(line.split()[1]) / 1024**2, 1)
-    df = subprocess.run(["df", "-T", str(workdir)], capture_output=True, text=True, check=False)
-    lines = df.stdout.splitlines()
-    if len(lines) >= 2:
-        parts = lines[1].split()
-        info["filesystem"] = f"{parts[1]} on {parts[0]}"
-    try:
-        info["tracktiond_version"] = importlib.metadata.version("tracktiond")
-    except importlib.metadata.PackageNotFoundError:
-        info["tracktiond_version"] = None
-    # The code the daemon subprocesses import (PYTHONPATH may point at another checkout).
-    probe = subprocess.run(
-        [sys.executable, "-c", "import tracktiond; print(tracktiond.__file__)"],
-        cwd=tempfile.gettempdir(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    package = Path(probe.stdout.strip()).parent
-    info["tracktiond_imported_from"] = str(package)
-    git = subprocess.run(
-        ["git", "-C", str(package), "describe", "--always", "--dirty"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    info["tracktiond_commit"] = git.stdout.strip() or None
+def bench_machine_info(workdir: Path) -> dict[str, Any]:
+    info = machine_info(workdir)
     for name in ("max_user_watches", "max_user_instances", "max_queued_events"):
         info[f"inotify_{name}"] = read_sysctl(f"fs.inotify.{name}")
-    info["loadavg_at_start"] = load_average()
     return info
 
 
@@ -990,7 +943,7 @@ def render(res: Results) -> str:
         "tracktiond daemon benchmark",
         f"machine: {m.get('nproc')} CPUs ({m.get('cpu_model')}), {m.get('memory_gib')} GiB RAM, "
         f"{m.get('filesystem')}, Python {m.get('python')}, kernel {m.get('kernel')}",
-        f"tracktiond {m.get('tracktiond_version')} from {m.get('tracktiond_imported_from')} "
+        f"tracktiond {m.get('tracktiond_version')} from {m.get('tracktiond_source')} "
         f"(git {m.get('tracktiond_commit')}); "
         f"inotify max_user_watches {m.get('inotify_max_user_watches'):,}, "
         f"max_user_instances {m.get('inotify_max_user_instances')}",
@@ -1210,7 +1163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     res = Results(args={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()})
     with workdir_for(args) as workdir:
-        res.machine = machine_info(workdir)
+        res.machine = bench_machine_info(workdir)
         log(f"work directory {workdir}")
         try:
             if not args.skip_latency and args.drops > 0:

@@ -26,7 +26,6 @@ import importlib
 import importlib.metadata
 import json
 import os
-import platform
 import shutil
 import signal
 import sqlite3
@@ -40,6 +39,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from machine import load_average, machine_info  # bench/ is on sys.path: run as a script
 
 REPO = Path(__file__).resolve().parent.parent
 TESTS = REPO / "tests"
@@ -679,67 +680,8 @@ def run_beets(lib: Library, run_dir: Path, res: Results) -> Row:
 # ---------------------------------------------------------------------------------------------
 
 
-def load_average() -> str | None:
-    """The 1/5/15-minute load averages: other work on the machine skews every figure."""
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return None
-
-
-def machine_info(workdir: Path) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "nproc": len(os.sched_getaffinity(0)),
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-    }
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-        models = [
-            ln.split(":", 1)[1].strip()
-            for ln in cpuinfo.splitlines()
-            if ln.startswith("model name")
-        ]
-        flags = next((ln for ln in cpuinfo.splitlines() if ln.startswith("flags")), "").split()
-        info["cpu_model"] = models[0] if models else "unknown"
-        info["cpu_sha_ni"] = "sha_ni" in flags
-    except OSError:
-        info["cpu_model"] = "unknown"
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                info["memory_gib"] = round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    df = subprocess.run(["df", "-T", str(workdir)], capture_output=True, text=True, check=False)
-    lines = df.stdout.splitlines()
-    if len(lines) >= 2:
-        parts = lines[1].split()
-        info["filesystem"] = f"{parts[1]} on {parts[0]}"
-    for dist in ("tracktiond", "beets", "mutagen"):
-        try:
-            info[f"{dist}_version"] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            info[f"{dist}_version"] = None
-    # The package the measured `tracktiond` imports (PYTHONPATH can point it at a snapshot).
-    where = subprocess.run(
-        [sys.executable, "-c", "import tracktiond; print(tracktiond.__file__)"],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=clean_env(),
-        cwd="/",  # not the repository: `python -c` puts the cwd first on sys.path
-    )
-    source = Path(where.stdout.strip()).parent if where.returncode == 0 else None
-    info["tracktiond_source"] = str(source) if source else None
-    git = subprocess.run(
-        ["git", "-C", str(source or REPO), "describe", "--always", "--dirty"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    info["tracktiond_commit"] = git.stdout.strip() or None
-    info["loadavg_at_start"] = load_average()
+def bench_machine_info(workdir: Path) -> dict[str, Any]:
+    info = machine_info(workdir, dists=("tracktiond", "beets", "mutagen"), env=clean_env())
     ver = subprocess.run(["sha256sum", "--version"], capture_output=True, text=True, check=False)
     info["sha256sum_version"] = ver.stdout.splitlines()[0] if ver.stdout else None
     return info
@@ -908,7 +850,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     shutil.rmtree(run_dir, ignore_errors=True)  # state of an earlier run: never reused
     run_dir.mkdir()
     res = Results(
-        machine=machine_info(workdir),
+        machine=bench_machine_info(workdir),
         params={
             "files": args.files,
             "small_files": args.small_files,

@@ -19,10 +19,11 @@ import anyio
 
 from tracktiond.analysis.pool import AnalysisFailed, AnalysisPool
 from tracktiond.analysis.settings import ANALYSIS_VERSION, AnalysisSettings
-from tracktiond.catalog.health import CatalogHealth
+from tracktiond.catalog.health import CatalogHealth, guarded
 from tracktiond.catalog.store import AnalysisJob, Catalog
 from tracktiond.config import AnalysisConfig
 from tracktiond.errors import FailureClass
+from tracktiond.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class AnalysisStage:
         self.on_result = on_result
         self.idle_poll = idle_poll
         self.busy = 0
-        self._wake = anyio.Event()
+        self._wake = Wakeup()
         self._accepting = True
         self.pool = AnalysisPool(
             self.concurrency,
@@ -92,9 +93,7 @@ class AnalysisStage:
         self._wake.set()
 
     async def _db(self, fn: Callable[[], Any]) -> Any:
-        if self.health is None:
-            return await fn()
-        return await self.health.call(fn)
+        return await guarded(self.health, fn)
 
     async def run(self) -> None:
         limiter = anyio.CapacityLimiter(self.concurrency)
@@ -102,7 +101,7 @@ class AnalysisStage:
             async with anyio.create_task_group() as tg:
                 while self._accepting:
                     # fresh event before claiming: a wake() during the claim is not lost
-                    self._wake = anyio.Event()
+                    self._wake.arm()
                     free = self.concurrency - self.busy
                     jobs: list[AnalysisJob] = []
                     if free > 0:
@@ -120,8 +119,7 @@ class AnalysisStage:
                         tg.start_soon(self._analyse, job, limiter)
                     if jobs:
                         continue
-                    with anyio.move_on_after(self.idle_poll):
-                        await self._wake.wait()
+                    await self._wake.wait(self.idle_poll)
         finally:
             with anyio.CancelScope(shield=True):
                 await self.pool.aclose()

@@ -21,7 +21,7 @@ import struct
 
 import xxhash
 
-from tracktiond.formats import AudioFormat
+from tracktiond.formats import AudioFormat, id3v2_end
 
 Ranges = list[tuple[int, int]]
 
@@ -57,13 +57,6 @@ def _pread(fd: int, n: int, offset: int) -> bytes:
     return os.pread(fd, n, offset)
 
 
-def _id3v2_end(head: bytes) -> int:
-    if head.startswith(b"ID3") and len(head) >= 10:
-        size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
-        return size + 10 + (10 if head[5] & 0x10 else 0)
-    return 0
-
-
 def _trailing_tags_start(fd: int, size: int) -> int:
     """Where ID3v1, APEv2 and Lyrics3 tags at the end of the file begin."""
     end = size
@@ -82,15 +75,15 @@ def _trailing_tags_start(fd: int, size: int) -> int:
 
 
 def _mpeg(fd: int, head: bytes, size: int) -> Ranges:
-    return [(_id3v2_end(head), _trailing_tags_start(fd, size))]
+    return [(id3v2_end(head), _trailing_tags_start(fd, size))]
 
 
 def _apev2_tagged(fd: int, head: bytes, size: int) -> Ranges:
-    return [(_id3v2_end(head), _trailing_tags_start(fd, size))]
+    return [(id3v2_end(head), _trailing_tags_start(fd, size))]
 
 
 def _flac(fd: int, head: bytes, size: int) -> Ranges:
-    pos = _id3v2_end(head)
+    pos = id3v2_end(head)
     if _pread(fd, 4, pos) != b"fLaC":
         return []
     pos += 4
@@ -107,26 +100,28 @@ def _flac(fd: int, head: bytes, size: int) -> Ranges:
     return [(pos, end)]
 
 
-def _riff_chunks(fd: int, size: int, start: int, big_endian: bool) -> list[tuple[bytes, int, int]]:
+def iff_chunks(fd: int, size: int, big_endian: bool) -> list[tuple[bytes, int, int, int]]:
+    """The chunks of a RIFF (WAV) or FORM (AIFF) file after its 12-byte header:
+    (id, declared length, body start, body end clipped to the file)."""
     fmt = ">I" if big_endian else "<I"
     out = []
-    pos = start
+    pos = 12
     while pos + 8 <= size:
         header = _pread(fd, 8, pos)
         if len(header) < 8:
             break
         (length,) = struct.unpack(fmt, header[4:8])
-        out.append((header[:4], pos + 8, min(size, pos + 8 + length)))
-        pos += 8 + length + (length & 1)
+        out.append((header[:4], length, pos + 8, min(size, pos + 8 + length)))
+        pos += 8 + length + (length & 1)  # chunks are padded to an even length
     return out
 
 
 def _wav(fd: int, head: bytes, size: int) -> Ranges:
-    return [(a, b) for cid, a, b in _riff_chunks(fd, size, 12, False) if cid == b"data"]
+    return [(a, b) for cid, _, a, b in iff_chunks(fd, size, False) if cid == b"data"]
 
 
 def _aiff(fd: int, head: bytes, size: int) -> Ranges:
-    return [(a, b) for cid, a, b in _riff_chunks(fd, size, 12, True) if cid == b"SSND"]
+    return [(a, b) for cid, _, a, b in iff_chunks(fd, size, True) if cid == b"SSND"]
 
 
 def _mp4(fd: int, head: bytes, size: int) -> Ranges:

@@ -7,6 +7,7 @@ Exit codes (sysexits-style, so systemd units can tell them apart):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -453,9 +454,7 @@ async def tag(
     config = _load(config_path)
     options = options_from_config(config.tagging)
     if overwrite:
-        options = type(options)(
-            overwrite=True, key_notation=options.key_notation, energy_field=options.energy_field
-        )
+        options = dataclasses.replace(options, overwrite=True)
     targets: list[str] = []
     for p in paths:
         targets += await anyio.to_thread.run_sync(_audio_files_under, absolute_path(str(p)))

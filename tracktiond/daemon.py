@@ -263,7 +263,6 @@ class Daemon:
             try:
                 with anyio.move_on_after(5):
                     await self.catalog.release_leases([self.owner])
-                    await self.catalog.release_analysis_leases([self.owner])
             except Exception as exc:  # the catalog may be down: the leases expire on their own
                 log.warning("could not release work leases: %s", exc)
             await self.catalog.close()

@@ -57,7 +57,10 @@ def is_candidate(name: str) -> bool:
     return extension(name) in AUDIO_EXTENSIONS
 
 
-def _id3_size(head: bytes) -> int:
+def id3v2_end(head: bytes) -> int:
+    """Where a leading ID3v2 tag ends (0 without one): the container starts there."""
+    if not head.startswith(b"ID3") or len(head) < 10:
+        return 0
     # ID3v2 size is a 28-bit "syncsafe" integer; +10 header, +10 if a footer is flagged.
     size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
     return size + 10 + (10 if head[5] & 0x10 else 0)
@@ -69,7 +72,7 @@ def sniff(head: bytes) -> AudioFormat | None:
         return None
     if head.startswith(b"ID3") and len(head) >= 10:
         # An ID3v2 tag prefixes MP3 mostly, but FLAC/AAC/APE with ID3 exist: look behind it.
-        behind = head[_id3_size(head) :]
+        behind = head[id3v2_end(head) :]
         if len(behind) >= 4:
             inner = sniff(behind)
             if inner is not None:

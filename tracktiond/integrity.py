@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable
 
 from tracktiond.errors import BadInput
-from tracktiond.formats import AudioFormat
+from tracktiond.formats import AudioFormat, id3v2_end
 
 TAIL_BYTES = 64 * 1024
 
@@ -43,9 +43,10 @@ def _read_tail(path: str, size: int) -> bytes:
 def _riff(head: bytes, tail: bytes, size: int) -> str | None:
     # RIFF/FORM: the outer chunk declares the size of everything after its 8-byte header.
     # Writers pad odd sizes by one byte; allow that, and allow 0/0xFFFFFFFF (streamed or RF64).
-    endian = "<" if head[:4] in (b"RIFF", b"RF64", b"BW64") else ">"
-    (declared,) = struct.unpack(endian + "I", head[4:8])
-    if declared in (0, 0xFFFFFFFF) or (head[:4] != b"RIFF" and endian == "<"):
+    if head[:4] in (b"RF64", b"BW64"):
+        return None  # 64-bit sizes live in a ds64 chunk: not checked here
+    (declared,) = struct.unpack("<I" if head[:4] == b"RIFF" else ">I", head[4:8])
+    if declared in (0, 0xFFFFFFFF):
         return None
     if declared + 8 > size + 1:
         return f"header declares {declared + 8} bytes, file has {size}"
@@ -231,7 +232,7 @@ def _asf_walk(path: str, head: bytes, size: int) -> str | None:
 def _mp3_walk(path: str, head: bytes, size: int) -> str | None:
     # LAME and FFmpeg write a Xing/Info header into the first frame that records the stream's
     # byte count; a cut file has fewer bytes than it declares. Files without it are not checked.
-    start = _id3_end(head)
+    start = id3v2_end(head)
     with open(path, "rb") as fh:
         fh.seek(start)
         frame = fh.read(512)
@@ -249,13 +250,6 @@ def _mp3_walk(path: str, head: bytes, size: int) -> str | None:
             return f"header declares {declared} bytes of audio, file has {size - start}"
         return None
     return None
-
-
-def _id3_end(head: bytes) -> int:
-    if head.startswith(b"ID3") and len(head) >= 10:
-        size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
-        return size + 10 + (10 if head[5] & 0x10 else 0)
-    return 0
 
 
 _WALKS: dict[AudioFormat, Callable[[str, bytes, int], str | None]] = {

@@ -224,16 +224,9 @@ class Reconciler:
         moved: list[tuple[KnownFile, Observed]] = []
         if new:
             by_inode = await self.catalog.by_inode(new)
-            still_new = []
-            claimed: set[int] = set()
-            for seen in new:
-                source = _rename_source(seen, by_inode, claimed)
-                if source is None:
-                    still_new.append(seen)
-                else:
-                    claimed.add(source.id)
-                    moved.append((source, seen))
-            new = still_new
+            if by_inode:  # checking that old paths are gone takes an lstat each: off the loop
+                new, moved = await anyio.to_thread.run_sync(_split_renames, new, by_inode)
+            claimed = {source.id for source, _ in moved}
             for path in [p for p, k in known.items() if k.id in claimed]:
                 del known[path]
 
@@ -267,6 +260,23 @@ class Reconciler:
         if ids:
             marked = await self.catalog.mark_missing(ids)
             self.summary.count(Outcome.MISSING, marked)
+
+
+def _split_renames(
+    new: list[Observed], by_inode: dict[tuple[int, int], list[KnownFile]]
+) -> tuple[list[Observed], list[tuple[KnownFile, Observed]]]:
+    """(still new, renamed from a known file) for the new paths of one batch."""
+    still_new: list[Observed] = []
+    moved: list[tuple[KnownFile, Observed]] = []
+    claimed: set[int] = set()
+    for seen in new:
+        source = _rename_source(seen, by_inode, claimed)
+        if source is None:
+            still_new.append(seen)
+        else:
+            claimed.add(source.id)
+            moved.append((source, seen))
+    return still_new, moved
 
 
 def _rename_source(

@@ -19,11 +19,12 @@ from typing import Any
 import anyio
 
 from tracktiond import ingest
-from tracktiond.catalog.health import CatalogHealth
+from tracktiond.catalog.health import CatalogHealth, guarded
 from tracktiond.catalog.store import Catalog, Job, JobResult, TagJob
 from tracktiond.config import TaggingConfig
 from tracktiond.errors import FileJobError
 from tracktiond.tagwrite import TagValues, TagWriteOptions, TagWriteResult, write_tags
+from tracktiond.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class TaggingStage:
         self.on_result = on_result
         self.idle_poll = idle_poll
         self.busy = 0
-        self._wake = anyio.Event()
+        self._wake = Wakeup()
         self._accepting = True
 
     def wake(self) -> None:
@@ -150,12 +151,12 @@ class TaggingStage:
         self._wake.set()
 
     async def _db(self, fn: Callable[[], Any]) -> Any:
-        return await (self.health.call(fn) if self.health else fn())
+        return await guarded(self.health, fn)
 
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
             while self._accepting:
-                self._wake = anyio.Event()
+                self._wake.arm()
                 free = self.concurrency - self.busy
                 jobs: list[TagJob] = []
                 if free > 0:
@@ -168,8 +169,7 @@ class TaggingStage:
                     tg.start_soon(self._one, job)
                 if jobs:
                     continue
-                with anyio.move_on_after(self.idle_poll):
-                    await self._wake.wait()
+                await self._wake.wait(self.idle_poll)
 
     async def _one(self, job: TagJob) -> None:
         try:

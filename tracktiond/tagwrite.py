@@ -41,8 +41,8 @@ from typing import Any, Literal
 import xxhash
 from mutagen import aiff, flac, id3, mp3, mp4, oggopus, oggvorbis, wave
 
-from tracktiond.audiohash import audio_ranges, is_ogg, ogg_audio_hash
-from tracktiond.formats import SNIFF_BYTES, AudioFormat, sniff
+from tracktiond.audiohash import audio_ranges, iff_chunks, is_ogg, ogg_audio_hash
+from tracktiond.formats import SNIFF_BYTES, AudioFormat, id3v2_end, sniff
 from tracktiond.tags import (
     ID3V23_FALLBACK,
     TagField,
@@ -609,16 +609,9 @@ def _xxh(data: bytes) -> str:
     return str(xxhash.xxh3_128_hexdigest(data))
 
 
-def _id3v2_size(head: bytes) -> int:
-    if head.startswith(b"ID3") and len(head) >= 10:
-        size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
-        return size + 10 + (10 if head[5] & 0x10 else 0)
-    return 0
-
-
 def _flac_blocks(fd: int) -> list[tuple[int, str]]:
     """Every metadata block but the comments and padding: STREAMINFO, seek table, pictures..."""
-    pos = _id3v2_size(os.pread(fd, 10, 0))
+    pos = id3v2_end(os.pread(fd, 10, 0))
     if os.pread(fd, 4, pos) != b"fLaC":
         raise _Failure("no FLAC stream marker")
     pos += 4
@@ -639,8 +632,8 @@ def _ogg_layout(fd: int, fmt: AudioFormat) -> tuple[list[str], str]:
     Audio pages are hashed with everything a decoder reads (flags, granule position, serial,
     lacing, body) and without what a tag write legitimately changes (sequence number, CRC).
     The header count is the codec's (Vorbis 3, Opus 2), so a comment packet spanning several
-    pages (cover art) is handled; tracktiond.audiohash.ogg_audio_hash takes such pages (granule
-    position -1) for audio, which is why it is not used to verify Ogg writes.
+    pages (cover art) is handled. Stricter than the catalog's tracktiond.audiohash.ogg_audio_hash
+    (which hashes page bodies only), so a write that disturbed page flags or granules fails.
     """
     needed = 3 if fmt is AudioFormat.OGG_VORBIS else 2
     size = os.fstat(fd).st_size
@@ -680,21 +673,14 @@ def _ogg_layout(fd: int, fmt: AudioFormat) -> tuple[list[str], str]:
 
 def _iff_chunks(fd: int, big_endian: bool) -> list[tuple[bytes, int, str]]:
     """Every chunk but the ID3 one; the audio chunk by size only (its bytes are hashed apart)."""
-    size = os.fstat(fd).st_size
     form = _pread_exact(fd, 12, 0)
     out: list[tuple[bytes, int, str]] = [(form[8:12], 0, "")]
-    pos = 12
-    while pos + 8 <= size:
-        header = _pread_exact(fd, 8, pos)
-        (length,) = struct.unpack(">I" if big_endian else "<I", header[4:8])
-        kind = header[:4]
-        end = min(size, pos + 8 + length)
+    for kind, length, start, end in iff_chunks(fd, os.fstat(fd).st_size, big_endian):
         if kind.lower() != b"id3 ":
             content = (
-                "" if kind in (b"data", b"SSND") else _xxh(_pread_exact(fd, end - pos - 8, pos + 8))
+                "" if kind in (b"data", b"SSND") else _xxh(_pread_exact(fd, end - start, start))
             )
             out.append((kind, length, content))
-        pos += 8 + length + (length & 1)
     return out
 
 

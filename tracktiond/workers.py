@@ -26,9 +26,10 @@ from anyio.abc import ObjectReceiveStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from tracktiond import ingest
-from tracktiond.catalog.health import CatalogHealth
+from tracktiond.catalog.health import CatalogHealth, guarded
 from tracktiond.catalog.store import Catalog, Job, JobResult, Outcome
 from tracktiond.errors import FailureClass, FileJobError
+from tracktiond.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -54,22 +55,15 @@ def pid_alive(pid: int) -> bool:
 
 async def release_dead_local_leases(catalog: Catalog) -> int:
     """Leases held by earlier processes on this host that no longer run (kill -9, crash)."""
-    prefix = f"{socket.gethostname()}:"
-
-    def dead(owners: list[str]) -> list[str]:
-        out = []
-        for owner in owners:
-            try:
-                pid = int(owner.split(":")[1])
-            except (IndexError, ValueError):
-                continue
-            if pid != os.getpid() and not pid_alive(pid):
-                out.append(owner)
-        return out
-
-    released = await catalog.release_leases(dead(await catalog.lease_owners(prefix)))
-    released += await catalog.release_analysis_leases(dead(await catalog.analysis_owners(prefix)))
-    return released
+    dead = []
+    for owner in await catalog.lease_owners(f"{socket.gethostname()}:"):
+        try:
+            pid = int(owner.split(":")[1])
+        except (IndexError, ValueError):
+            continue
+        if pid != os.getpid() and not pid_alive(pid):
+            dead.append(owner)
+    return await catalog.release_leases(dead)
 
 
 def exponential_backoff(attempts: int) -> float:
@@ -113,7 +107,7 @@ class IngestPool:
         self.health = health
         self.max_in_flight = max_in_flight or max(64, self.concurrency * 16)
         self.stats = PoolStats()
-        self._wake = anyio.Event()
+        self._wake = Wakeup()
         self._limiter = anyio.CapacityLimiter(self.concurrency)
         self._accepting = True
         self._writer_done = anyio.Event()
@@ -160,7 +154,7 @@ class IngestPool:
         while self._accepting:
             # A fresh event before claiming: a wake() that comes while the claim runs (new work
             # queued, or room freed by the writer) is not lost.
-            self._wake = anyio.Event()
+            self._wake.arm()
             # A wide window of claimed jobs keeps every worker busy and lets the writer commit
             # results in real batches; the jobs are rows in the catalog, so it costs no safety.
             free = self.max_in_flight - self.stats.in_flight
@@ -178,8 +172,7 @@ class IngestPool:
                 pending, _ = await self._db(lambda: self.catalog.queue_stats(self.roots))
                 if pending == 0:
                     return
-            with anyio.move_on_after(0.2 if until is not None else self.idle_poll):
-                await self._wake.wait()
+            await self._wake.wait(0.2 if until is not None else self.idle_poll)
 
     async def _worker(
         self,
@@ -268,6 +261,4 @@ class IngestPool:
                 await self._db(lambda: self.catalog.renew_leases(self.owner, LEASE))
 
     async def _db(self, fn: Callable[[], Awaitable[T]]) -> T:
-        if self.health is None:
-            return await fn()
-        return await self.health.call(fn)
+        return await guarded(self.health, fn)

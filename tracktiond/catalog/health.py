@@ -119,3 +119,9 @@ class CatalogHealth:
                 continue
             self.mark_up()
             return result
+
+
+async def guarded(health: CatalogHealth | None, fn: Callable[[], Awaitable[T]]) -> T:
+    """``health.call(fn)`` when the caller watches the catalog's health (the daemon), else a
+    plain call (a one-shot command fails fast instead)."""
+    return await (health.call(fn) if health is not None else fn())

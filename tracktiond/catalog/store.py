@@ -531,27 +531,34 @@ class Catalog:
             return int(result.rowcount or 0)
 
     async def release_leases(self, owners: Sequence[str]) -> int:
-        """Give leased work back to the queue (graceful stop, or owners known to be dead)."""
+        """Give leased work back to its queue — files and analyses alike (graceful stop, or
+        owners known to be dead)."""
         if not owners:
             return 0
+        released = 0
         async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(files)
-                .where(files.c.lease_owner.in_(list(owners)))
-                .values(lease_owner=None, lease_expires=None)
-            )
-            return int(result.rowcount or 0)
+            for table in (files, analyses):
+                result = await conn.execute(
+                    update(table)
+                    .where(table.c.lease_owner.in_(list(owners)))
+                    .values(lease_owner=None, lease_expires=None)
+                )
+                released += int(result.rowcount or 0)
+        return released
 
     async def lease_owners(self, prefix: str) -> list[str]:
-        """Distinct lease owners whose id starts with ``prefix`` (e.g. this host's)."""
+        """Distinct owners of leases in any queue whose id starts with ``prefix`` (this host's)."""
         upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        owners: set[str] = set()
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(files.c.lease_owner)
-                .where(files.c.lease_owner >= prefix, files.c.lease_owner < upper)
-                .distinct()
-            )
-            return [r.lease_owner for r in rows]
+            for table in (files, analyses):
+                rows = await conn.execute(
+                    select(table.c.lease_owner)
+                    .where(table.c.lease_owner >= prefix, table.c.lease_owner < upper)
+                    .distinct()
+                )
+                owners.update(r.lease_owner for r in rows)
+        return sorted(owners)
 
     async def queue_stats(self, roots: Sequence[str] = ()) -> tuple[int, datetime | None]:
         """Pending files and when the oldest of them became pending."""
@@ -1153,27 +1160,6 @@ class Catalog:
                 )
             )
             return AnalysisState.PENDING.value if retry else AnalysisState.FAILED.value
-
-    async def release_analysis_leases(self, owners: Sequence[str]) -> int:
-        if not owners:
-            return 0
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(analyses)
-                .where(analyses.c.lease_owner.in_(list(owners)))
-                .values(lease_owner=None, lease_expires=None)
-            )
-            return int(result.rowcount or 0)
-
-    async def analysis_owners(self, prefix: str) -> list[str]:
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(analyses.c.lease_owner)
-                .where(analyses.c.lease_owner >= prefix, analyses.c.lease_owner < upper)
-                .distinct()
-            )
-            return [r.lease_owner for r in rows]
 
     async def analysis_stats(self, fingerprint: str) -> dict[str, int]:
         """Analysed (with the current settings), pending (incl. stale), failed."""
