@@ -30,6 +30,7 @@ from tracktiond.catalog.database import is_sqlite
 from tracktiond.catalog.health import CatalogHealth, is_transient
 from tracktiond.catalog.store import AnalysisJob, Catalog, Failure, Job, JobResult, Outcome
 from tracktiond.config import Config, load_config
+from tracktiond.endpoints import graph_query, status_document
 from tracktiond.errors import ConfigError, TracktiondError
 from tracktiond.http import HttpServer, Request, Response
 from tracktiond.logs import set_level
@@ -699,106 +700,10 @@ class Daemon:
         return Response.json(self.status_dict(), indent=2)
 
     async def _graph_query(self, request: Request) -> Response:
-        """Read-only graph queries as JSON: ?recording=UUID-or-path[&tolerance=0.06][&by=...]."""
-        from tracktiond.graph import (
-            GraphError,
-            GraphUnavailable,
-            NotEnoughData,
-            RecordingNotFound,
-            queries,
-        )
-
-        if self.graph is None:
-            return Response.json({"error": "no graph configured ([graph] uri)"}, status=404)
-        client = self.graph.client
-        q = request.query
-        try:
-            limit = int(q.get("limit", "20"))
-            if request.path == "/graph/duplicates":
-                data = await queries.duplicates(client, limit=limit)
-            else:
-                recording = q.get("recording", "")
-                if not recording:
-                    return Response.json({"error": "?recording=UUID-or-path is required"}, 400)
-                if request.path == "/graph/suggestions":
-                    tolerance = float(q.get("tolerance", "0.06"))
-                    data = await queries.mix_suggestions(
-                        client, recording, bpm_tolerance=tolerance, limit=limit
-                    )
-                elif request.path == "/graph/shared":
-                    data = await queries.shared_tracks(client, recording, limit=limit)
-                else:
-                    by = q.get("by", "artist")
-                    data = await queries.neighbours(client, recording, by=by, limit=limit)  # type: ignore[arg-type]
-        except RecordingNotFound as exc:
-            return Response.json({"error": str(exc)}, status=404)
-        except NotEnoughData as exc:
-            return Response.json({"error": str(exc)}, status=422)
-        except GraphUnavailable as exc:
-            return Response.json({"error": str(exc)}, status=503)
-        except (GraphError, ValueError) as exc:
-            return Response.json({"error": str(exc)}, status=400)
-        return Response.json(data, indent=2)
+        return await graph_query(self.graph, request)
 
     def status_dict(self) -> dict[str, Any]:
-        snap = self.snapshot
-        oldest_age = (
-            max(0.0, time.time() - snap.oldest_pending_epoch) if snap.oldest_pending_epoch else 0.0
-        )
-        return {
-            "version": __version__,
-            "pid": os.getpid(),
-            "instance": self.owner,
-            "started_at": self.started_at,
-            "ready": self.not_ready_reason() is None,
-            "not_ready_reason": self.not_ready_reason(),
-            "catalog": {"up": self.health.up, "reason": self.health.reason, "url": self.health.url},
-            "config": {
-                "source": str(self.config_path) if self.config_path else None,
-                "last_reload": self.last_reload,
-            },
-            "roots": [w.describe() for w, _ in self.watchers.values()],
-            "files": snap.files_by_state,
-            "recordings": snap.recordings,
-            "duplicate_recordings": snap.duplicate_recordings,
-            "queue": {"pending": snap.queue_depth, "oldest_age_seconds": round(oldest_age, 1)},
-            "workers": {
-                "count": self.pool.concurrency if self.pool else 0,
-                "busy": self.pool.stats.busy if self.pool else 0,
-                "processed": self.pool.stats.processed if self.pool else 0,
-            },
-            "analysis": {
-                "enabled": self.analysis is not None,
-                **({"analysed": 0, "pending": 0, "failed": 0} | snap.analysis),
-                "workers": self.analysis.concurrency if self.analysis else 0,
-                "busy": self.analysis.busy if self.analysis else 0,
-            },
-            "tagging": {
-                "enabled": self.tagging is not None,
-                "files": self.tag_counts,
-                "not_written": self.tag_problems,
-                "busy": self.tagging.busy if self.tagging else 0,
-            },
-            "graph": (
-                {
-                    "enabled": True,
-                    **self.graph.status(),
-                    "outbox": {
-                        "pending": snap.outbox_depth,
-                        "oldest_age_seconds": round(
-                            max(0.0, time.time() - snap.outbox_oldest_epoch), 1
-                        )
-                        if snap.outbox_oldest_epoch
-                        else 0.0,
-                    },
-                }
-                if self.graph is not None
-                else {"enabled": False}
-            ),
-            "reconciling": self.reconciling,
-            "recent_failures": self.db_failures,
-            "recent_job_failures": list(self.recent_failures),
-        }
+        return status_document(self)
 
     @staticmethod
     def _worker_count(config: Config) -> int:
