@@ -324,9 +324,13 @@ class Scanner:
         self.summary = ScanSummary()
         self.progress: ScanProgress = progress or _NoProgress()
         self.purge_missing_after = purge_missing_after
+        workers = concurrency or default_concurrency()
         self.pool = IngestPool(
             catalog,
-            concurrency=concurrency or default_concurrency(),
+            concurrency=workers,
+            # A wide window of claimed jobs keeps every worker busy and lets the writer commit
+            # results in real batches; the jobs are rows in the catalog, so it costs no safety.
+            max_in_flight=max(64, workers * 16),
             max_attempts=max_attempts,
             # A one-shot scan retries transient failures after a short pause, not minutes.
             retry_delay=lambda attempts: 0.25 * attempts,

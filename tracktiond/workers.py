@@ -105,7 +105,10 @@ class IngestPool:
         self.on_result = on_result
         self.idle_poll = idle_poll
         self.health = health
-        self.max_in_flight = max_in_flight or max(64, self.concurrency * 16)
+        # Jobs claimed but not yet recorded. A daemon keeps this small: leased jobs are held
+        # back from the other instances sharing a PostgreSQL catalog. A one-shot scan widens it
+        # (see Scanner) so the writer commits real batches.
+        self.max_in_flight = max_in_flight or max(8, self.concurrency * 4)
         self.stats = PoolStats()
         self._wake = Wakeup()
         self._limiter = anyio.CapacityLimiter(self.concurrency)
@@ -155,8 +158,6 @@ class IngestPool:
             # A fresh event before claiming: a wake() that comes while the claim runs (new work
             # queued, or room freed by the writer) is not lost.
             self._wake.arm()
-            # A wide window of claimed jobs keeps every worker busy and lets the writer commit
-            # results in real batches; the jobs are rows in the catalog, so it costs no safety.
             free = self.max_in_flight - self.stats.in_flight
             claimed: list[Job] = []
             if free > 0:
