@@ -468,6 +468,12 @@ class Daemon:
             if any(summary.counts.values()):
                 self.mark_changed()
             if whole:
+                # The queue may hold work this reconcile did not add: files another instance
+                # sharing the catalog queued a moment earlier, or an earlier run left. Look now
+                # rather than at the stages' next idle poll.
+                for stage in (self.pool, self.analysis, self.tagging):
+                    if stage is not None:
+                        stage.wake()
                 self.metrics.reconciliations.labels(trigger).inc()
                 self.metrics.reconcile_last_duration.set(elapsed)
                 self.metrics.reconcile_last_completion.set_to_current_time()
