@@ -3,7 +3,9 @@
 One run generates a library of real audio files (not measured), then measures, on a warm page
 cache and side by side:
 
-* ``sha256sum`` over every file (``xargs -0 sha256sum``, one process): the hashing floor;
+* ``sha256sum`` over every file (``xargs -0 sha256sum``, one process): the classic floor;
+* ``bench/hashfloor.py``: sha256 + xxh3-128 of every byte on every CPU (hashlib, OpenSSL), and
+  nothing else: the real floor for a tool that hashes what tracktiond hashes;
 * ``tracktiond scan`` of the library into a fresh, isolated catalog (first scan);
 * ``beet import -A -q`` of the same library into a fresh beets library (tags only, no hashing);
 * ``tracktiond scan`` again with nothing changed (rescan: a ``stat`` per file);
@@ -545,6 +547,30 @@ def run_sha256sum(lib: Library, list_file: Path, run_dir: Path, res: Results) ->
     return digests
 
 
+def run_hash_floor(lib: Library, list_file: Path, run_dir: Path) -> Row:
+    """bench/hashfloor.py: sha256 + xxh3-128 of every byte on nproc threads, nothing else."""
+    out = run_dir / "hashfloor.out"
+    run = run_measured(
+        [sys.executable, str(Path(__file__).with_name("hashfloor.py")), str(list_file)],
+        env=clean_env(),
+        out=out,
+        err=run_dir / "hashfloor.err",
+    )
+    run.check("hash floor")
+    done = json.loads(out.read_text())
+    if (done["files"], done["bytes"]) != (len(lib.files), lib.total_bytes):
+        raise SystemExit(f"hash floor covered {done}, expected {len(lib.files)} files")
+    return Row(
+        f"hash floor: sha256 + xxh3-128, {done['threads']} threads (hashlib)",
+        done["files"],
+        lib.total_bytes / MB,
+        run.seconds,
+        run.peak_rss_bytes / MB,
+        cpu_seconds=run.cpu_seconds,
+        other_cpu_seconds=run.other_cpu_seconds,
+    )
+
+
 @dataclass
 class Tracktiond:
     """tracktiond with its own state directory and config: nothing outside the work dir."""
@@ -953,6 +979,13 @@ def execute(
     warm_cache(lib.files)
     res.cache["sha256sum"] = resident_fraction(list_file)
     digests = run_sha256sum(lib, list_file, run_dir, res)
+    sha_row = res.rows[-1]
+
+    log("warm-up read, then the hash floor (hashlib on every CPU)")
+    warm_cache(lib.files)
+    res.cache["hash floor"] = resident_fraction(list_file)
+    floor_row = run_hash_floor(lib, list_file, run_dir)
+    res.rows.append(floor_row)
 
     log("warm-up read, then tracktiond first scan")
     tt = Tracktiond("library", lib.root, run_dir)
@@ -963,8 +996,14 @@ def execute(
     n = len(lib.files)
     first_rows = scan_rows("tracktiond scan (first)", lib, run, first, reads_data=True)
     res.rows.extend(first_rows)
-    sha_row = res.rows[0]
     wall, reported = first_rows
+    add_ratio(
+        res,
+        "first scan / hash floor throughput (wall)",
+        floor_row.seconds / wall.seconds,
+        None,
+        "informational: how close the scan gets to hashing alone",
+    )
     add_ratio(
         res,
         "first scan / sha256sum throughput (wall)",
@@ -1004,6 +1043,13 @@ def execute(
             ">= 2x",
         )
         add_cpu_ratio(res, "beets CPU / first scan CPU", beets_row, wall)
+        add_ratio(
+            res,
+            "hash floor speed-up over beets (wall)",
+            beets_row.seconds / floor_row.seconds,
+            None,
+            "informational: the most any tool that hashes every byte could reach",
+        )
 
     log("tracktiond rescan of the unchanged library")
     run, rescan = tt.scan("rescan")
