@@ -26,7 +26,6 @@ from mutagen.id3 import APIC, COMM, ID3, TCON, TMOO, TXXX, TYER
 from mutagen.mp3 import MP3
 from mutagen.mp4 import MP4, MP4Cover, MP4FreeForm
 
-from tracktiond import tagwrite
 from tracktiond.formats import AudioFormat, is_candidate
 from tracktiond.ingest import ingest_file
 from tracktiond.tags import read_metadata
@@ -39,6 +38,8 @@ from tracktiond.tagwrite import (
     is_temp_name,
     parse_key,
     plan_tag_write,
+    safewrite,
+    tempfiles,
     write_tags,
 )
 
@@ -633,13 +634,13 @@ def test_file_vanishing_mid_write_is_not_resurrected(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = make(tmp_path, "flac")
-    real_copy = tagwrite._copy
+    real_copy = safewrite._copy
 
     def copy_then_delete(src: int, dst: int, size: int) -> None:
         real_copy(src, dst, size)
         path.unlink()
 
-    monkeypatch.setattr(tagwrite, "_copy", copy_then_delete)
+    monkeypatch.setattr(safewrite, "_copy", copy_then_delete)
     result = write_tags(str(path), VALUES, OPTIONS)
     assert result.error is not None and "vanished" in result.error
     assert not result.written and not path.exists()
@@ -650,7 +651,7 @@ def test_file_changed_mid_write_keeps_the_other_change(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = make(tmp_path, "mp3")
-    real_save = tagwrite._save
+    real_save = safewrite._save
 
     def save_while_someone_else_edits(audio: Any, plan: Any) -> None:
         real_save(audio, plan)
@@ -658,7 +659,7 @@ def test_file_changed_mid_write_keeps_the_other_change(
         tags.add(TXXX(encoding=3, desc="EDITED", text=["by the user"]))
         tags.save(str(path))
 
-    monkeypatch.setattr(tagwrite, "_save", save_while_someone_else_edits)
+    monkeypatch.setattr(safewrite, "_save", save_while_someone_else_edits)
     result = write_tags(str(path), VALUES, OPTIONS)
     assert result.error is not None and "changed during the write" in result.error
     assert result.retryable and not result.written
@@ -670,7 +671,7 @@ def test_file_changed_mid_write_keeps_the_other_change(
 def _corrupt_after_save(
     monkeypatch: pytest.MonkeyPatch, corrupt: Callable[[bytearray], None]
 ) -> None:
-    real_save = tagwrite._save
+    real_save = safewrite._save
 
     def save_and_corrupt(audio: Any, plan: Any) -> None:
         real_save(audio, plan)
@@ -678,7 +679,7 @@ def _corrupt_after_save(
         corrupt(data)
         Path(audio.filename).write_bytes(bytes(data))
 
-    monkeypatch.setattr(tagwrite, "_save", save_and_corrupt)
+    monkeypatch.setattr(safewrite, "_save", save_and_corrupt)
 
 
 @pytest.mark.parametrize(
@@ -825,7 +826,7 @@ def test_temp_names_fit_long_file_names(tmp_path: Path) -> None:
     path.rename(long_name)
     ok(write_tags(str(long_name), VALUES, OPTIONS))
     assert leftovers(tmp_path) == []
-    assert is_temp_name(os.path.basename(tagwrite._temp_path(str(long_name))))
+    assert is_temp_name(os.path.basename(tempfiles._temp_path(str(long_name))))
 
 
 def test_format_is_reported(tmp_path: Path) -> None:

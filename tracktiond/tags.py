@@ -112,6 +112,11 @@ def tag_system(fmt: AudioFormat) -> TagSystem:
     return _FORMATS[fmt][1]
 
 
+def opener(fmt: AudioFormat) -> Callable[..., Any]:
+    """The mutagen class that parses ``fmt`` (tracktiond.tagwrite passes it ID3 load options)."""
+    return _FORMATS[fmt][0]
+
+
 def read_metadata(path: str, fmt: AudioFormat) -> tuple[dict[str, str], dict[str, str]]:
     """Return (tags, stream properties) for ``path``, both keyed by our metadata keys.
 
@@ -127,17 +132,18 @@ def read_metadata(path: str, fmt: AudioFormat) -> tuple[dict[str, str], dict[str
     except FileNotFoundError:
         raise BadInput("file vanished while its tags were read") from None
     except mutagen.MutagenError as exc:
-        raise BadInput(f"not a readable {fmt.value} file: {_short(exc)}") from None
+        raise BadInput(f"not a readable {fmt.value} file: {short_reason(exc)}") from None
     except Exception as exc:  # mutagen's parsers raise arbitrary errors on malformed input
         raise BadInput(
-            f"malformed {fmt.value} file ({type(exc).__name__}: {_short(exc)})"
+            f"malformed {fmt.value} file ({type(exc).__name__}: {short_reason(exc)})"
         ) from None
     if float(stream.get("duration", "0")) <= 0:
         raise BadInput(f"{fmt.value} file holds no audio (duration 0)")
     return tags, stream
 
 
-def _short(exc: BaseException) -> str:
+def short_reason(exc: BaseException) -> str:
+    """An exception's message fit for a failure reason: never empty, at most 200 characters."""
     text = str(exc).strip() or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
 
