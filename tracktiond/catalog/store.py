@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    String,
     and_,
     bindparam,
     case,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -84,7 +86,17 @@ class KnownFile:
     inode: int
     device: int
     state: str
-    recording_id: uuid.UUID | None
+    # The recording id as the driver returned it (hex text on SQLite, a UUID on PostgreSQL):
+    # a rescan builds one KnownFile per file and needs the id of almost none of them, so it is
+    # parsed on use, not for every row.
+    recording_ref: object | None
+
+    @property
+    def recording_id(self) -> uuid.UUID | None:
+        ref = self.recording_ref
+        if ref is None or isinstance(ref, uuid.UUID):
+            return ref
+        return uuid.UUID(str(ref))
 
     def same_content_signature(self, seen: Observed) -> bool:
         # size + mtime + inode: what `cp`, editors and taggers all change. ctime is not part
@@ -229,7 +241,8 @@ class Catalog:
             for chunk in _chunks(dirs, IN_CHUNK):
                 rows = await conn.execute(_known_select().where(files.c.dir.in_(chunk)))
                 for row in rows:
-                    known[row.path] = _known(row)
+                    k = _known(row)
+                    known[k.path] = k
         return known
 
     async def known_file(self, path: str) -> KnownFile | None:
@@ -1528,6 +1541,9 @@ def _under(root: str) -> Any:
     return or_(files.c.path == root, and_(files.c.path >= prefix, files.c.path < upper))
 
 
+_KNOWN_COLUMNS = 9
+
+
 def _known_select() -> Any:
     return select(
         files.c.id,
@@ -1538,22 +1554,15 @@ def _known_select() -> Any:
         files.c.inode,
         files.c.device,
         files.c.state,
-        files.c.recording_id,
+        # Raw, not through the Uuid type's result processing: see KnownFile.recording_ref.
+        type_coerce(files.c.recording_id, String).label("recording_ref"),
     )
 
 
 def _known(row: Any) -> KnownFile:
-    return KnownFile(
-        id=row.id,
-        path=row.path,
-        size=row.size,
-        mtime_ns=row.mtime_ns,
-        ctime_ns=row.ctime_ns,
-        inode=row.inode,
-        device=row.device,
-        state=row.state,
-        recording_id=row.recording_id,
-    )
+    # Positional: the columns of _known_select(), in the order of KnownFile's fields (a query
+    # may add columns after them).
+    return KnownFile(*row[:_KNOWN_COLUMNS])
 
 
 def _stat_values(o: Observed) -> dict[str, int]:
