@@ -19,8 +19,8 @@ import signals
 from audiogen import FORMATS, make_audio, make_broken
 
 from tracktiond.analysis import AnalysisFailed, AnalysisPool, AnalysisResult, AnalysisSettings
-from tracktiond.analysis.pool import probe_duration
-from tracktiond.analysis.worker import TEST_HOOKS_ENV
+from tracktiond.analysis.pool import STOP_GRACE, probe_duration
+from tracktiond.analysis.worker import START_DELAY_ENV, TEST_HOOKS_ENV
 from tracktiond.errors import FailureClass
 
 pytestmark = pytest.mark.anyio
@@ -250,6 +250,30 @@ async def test_closing_the_pool_mid_job_is_not_the_files_fault(hooks: None, tmp_
         while not pool.busy or not pool.worker_pids:
             await anyio.sleep(0.05)
         await anyio.sleep(0.5)
+        await pool.aclose()
+    assert [f.failure_class for f in failures] == [FailureClass.TRANSIENT]
+    assert "pool was closed" in failures[0].reason
+
+
+async def test_closing_the_pool_while_its_worker_starts_is_not_the_files_fault(
+    hooks: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shutdown right after work arrived stops a worker that is still starting; it is killed
+    before it is ready (its start takes longer than the pool's stop grace)."""
+    monkeypatch.setenv(START_DELAY_ENV, str(STOP_GRACE + 30))
+    pool = AnalysisPool(1, timeout_base=60.0)
+    failures: list[AnalysisFailed] = []
+
+    async def job() -> None:
+        try:
+            await pool.analyze(_hook_file(tmp_path, ".hang-test"), SETTINGS, duration_hint=1.0)
+        except AnalysisFailed as exc:
+            failures.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(job)
+        while not pool.worker_pids:
+            await anyio.sleep(0.001)
         await pool.aclose()
     assert [f.failure_class for f in failures] == [FailureClass.TRANSIENT]
     assert "pool was closed" in failures[0].reason

@@ -306,6 +306,12 @@ class AnalysisPool:
             self._all.discard(worker)
             await worker.kill()
             if isinstance(exc, Exception):
+                if self._closed:
+                    # aclose() stopped the worker while it was still starting (a shutdown soon
+                    # after work arrived): not the file's fault, nor a bug; try again later.
+                    raise AnalysisFailed(
+                        FailureClass.TRANSIENT, "analysis interrupted: the analysis pool was closed"
+                    ) from exc
                 code = process.returncode
                 raise AnalysisFailed(
                     FailureClass.BUG,

@@ -17,7 +17,8 @@ stdout; file descriptor 1 is pointed at stderr, so nothing a native library prin
 
 Test hooks (only when ``TRACKTIOND_ANALYSIS_TEST_HOOKS=1`` is in the worker's environment): a
 path ending in ``.crash-test`` kills the worker with SIGSEGV, ``.abort-test`` aborts it
-(SIGABRT), ``.hang-test`` never answers, ``.oom-test`` allocates memory until it is killed.
+(SIGABRT), ``.hang-test`` never answers, ``.oom-test`` allocates memory until it is killed;
+``TRACKTIOND_ANALYSIS_TEST_START_DELAY=SECONDS`` delays the worker's ready message.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import traceback
 from typing import IO, Any
 
 TEST_HOOKS_ENV = "TRACKTIOND_ANALYSIS_TEST_HOOKS"
+START_DELAY_ENV = "TRACKTIOND_ANALYSIS_TEST_START_DELAY"
 
 
 def peak_rss() -> int:
@@ -135,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         # Set after the imports, which map a few hundred MB of address space themselves.
         resource.setrlimit(resource.RLIMIT_AS, (args.address_space_limit, args.address_space_limit))
 
+    if os.environ.get(TEST_HOOKS_ENV) == "1" and (delay := os.environ.get(START_DELAY_ENV)):
+        time.sleep(float(delay))  # a slow start (a loaded machine, a cold disk cache)
     _send(protocol, {"ready": True, "pid": os.getpid()})
     for line in sys.stdin:
         if not line.strip():
