@@ -6,15 +6,18 @@ import os
 import pwd
 import shutil
 import traceback
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
 import audiogen
 import pytest
+from sqlalchemy import select, update
 
 from tracktiond import ingest as ingest_module
 from tracktiond.catalog import Catalog
+from tracktiond.catalog.models import files, utcnow
 from tracktiond.catalog.store import Outcome
 from tracktiond.scanner import Scanner, ScanSummary
 
@@ -92,6 +95,34 @@ async def test_rescan_of_unchanged_library_reads_nothing(
     assert count_reads == []
     assert second.counts["unchanged"] == len(paths)
     assert second.counts["new"] == second.counts["changed"] == 0
+
+
+async def test_rescan_refreshes_last_seen_only_when_it_is_stale(
+    catalog: Catalog, library: Path
+) -> None:
+    fresh, stale = (
+        audiogen.make_audio(library / name, seconds=0.3, seed=seed)
+        for name, seed in (("fresh.flac", 1), ("stale.mp3", 2))
+    )
+    await scan(catalog, library)
+
+    async def last_seen() -> dict[str, datetime]:
+        async with catalog.engine.connect() as conn:
+            rows = await conn.execute(select(files.c.path, files.c.last_seen))
+            return {r.path: r.last_seen for r in rows}
+
+    two_hours_ago = utcnow() - timedelta(hours=2)
+    async with catalog.engine.begin() as conn:
+        await conn.execute(
+            update(files).where(files.c.path == str(stale)).values(last_seen=two_hours_ago)
+        )
+    before = await last_seen()
+    second = await scan(catalog, library)
+    assert second.counts["unchanged"] == 2
+    after = await last_seen()
+    # Seen within the hour: not rewritten. Seen two hours ago: brought up to date.
+    assert after[str(fresh)] == before[str(fresh)]
+    assert after[str(stale)] > two_hours_ago + timedelta(hours=1)
 
 
 async def test_rename_and_move_keep_the_recording_without_reading(

@@ -8,6 +8,7 @@ and entries it could not even stat (recorded as failed)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
 from sqlalchemy import bindparam, select, tuple_, update
 
@@ -25,6 +26,9 @@ from tracktiond.catalog.models import FileState, files, utcnow
 from tracktiond.catalog.upkeep import _point_recording_at, _repoint_recordings, _touch_graph
 from tracktiond.catalog.values import Job, KnownFile, Observed, to_int64
 from tracktiond.errors import FailureClass
+
+# How fresh files.last_seen is kept by reconciles of unchanged files (see DiscoveryMixin.touch).
+LAST_SEEN_RESOLUTION = timedelta(hours=1)
 
 
 class DiscoveryMixin(StoreBase):
@@ -196,11 +200,23 @@ class DiscoveryMixin(StoreBase):
         return jobs
 
     async def touch(self, ids: Sequence[int]) -> None:
-        """Record that unchanged files were seen; one statement per chunk, no per-file write."""
+        """Record that unchanged files were seen; one statement per chunk, no per-file write.
+
+        ``last_seen`` is kept to LAST_SEEN_RESOLUTION: rows seen more recently are not written
+        again. A daemon reconciling every few minutes would otherwise rewrite every row of a
+        500,000-file catalog each time, for a timestamp nobody needs to the second.
+        """
+        if not ids:
+            return
         now = utcnow()
+        stale = now - LAST_SEEN_RESOLUTION
         async with self.engine.begin() as conn:
             for chunk in _chunks(ids, IN_CHUNK):
-                await conn.execute(update(files).where(files.c.id.in_(chunk)).values(last_seen=now))
+                await conn.execute(
+                    update(files)
+                    .where(files.c.id.in_(chunk), files.c.last_seen < stale)
+                    .values(last_seen=now)
+                )
 
     async def mark_missing(self, ids: Sequence[int], reason: str | None = None) -> int:
         if not ids:
