@@ -19,6 +19,14 @@ analysed, which show whether memory grows with the position in the file. The mac
 average before and after is printed, since other work on the machine slows the wall-clock
 figures. Results go to stdout and to ``WORKDIR/results.json``; generated audio is reused from
 ``--workdir`` when present (``--keep`` keeps a temporary work directory).
+
+The librosa anchor (``--skip-librosa`` leaves it out): after tracktiond's pool, each set is
+analysed again by ``bench/librosa_anchor.py`` in a subprocess of its own (tempo with
+``beat_track``, key from averaged ``chroma_cqt`` against key profiles; no loudness, which librosa
+does not measure), pinned to one thread like the worker. Its CPU time and peak RSS come from the
+kernel (``wait4``), its per-file figures from the script. It is killed if its RSS passes
+``--librosa-memory-limit-mb`` (librosa loads whole files into memory). Both tools' tempo and
+key are checked against the generated values, and the report gives tracktiond / librosa ratios.
 """
 
 from __future__ import annotations
@@ -28,8 +36,11 @@ import json
 import os
 import platform
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from importlib import metadata
@@ -44,10 +55,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import signals  # the test-signal generators live with the tests
 
 from tracktiond.analysis import AnalysisPool, AnalysisResult, AnalysisSettings
+from tracktiond.analysis.keys import parse_key_name, pitch_class
 
 BLOCK_SECONDS = 30.0
 TRACK_TEMPI = (122.0, 174.0, 95.0, 128.0, 140.0, 86.0, 110.0, 160.0)
 TRACK_KEYS = (("A", "minor"), ("F", "major"), ("C#", "minor"), ("Eb", "major"))
+LONG_TEMPI = (118.0, 132.0)  # the long recording's tempo drifts from the first to the second
+TEMPO_TOLERANCE = 0.04  # "Accuracy 1" of the tempo-estimation literature: within 4 %
+EDGE_SECONDS = 120.0  # a long recording's start / end tempo: over its first / last 2 minutes
+ANCHOR = Path(__file__).resolve().with_name("librosa_anchor.py")
+# The worker analyses on one core; keep librosa's BLAS, OpenMP and numba to one thread too, so
+# wall-clock figures compare. (CPU time counts every thread either way.)
+ONE_THREAD = {
+    name: "1"
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+}
 
 
 def _log(message: str) -> None:
@@ -107,6 +129,7 @@ async def _measure(
 ) -> dict[str, Any]:
     (pid,) = pool.worker_pids
     baseline_mb = _status_kb(pid, "VmHWM") / 1024
+    startup_cpu = _cpu_seconds(pid)  # start-up, imports and the warm-up file
     samples: list[tuple[float, float]] = []
     per_file: list[dict[str, Any]] = []
     started = time.monotonic()
@@ -152,8 +175,130 @@ async def _measure(
         "cpu_s": round(cpu, 1),
         "rtf_wall": round(audio / wall, 1),
         "rtf_cpu": round(audio / cpu, 1) if cpu else None,
+        "startup_cpu_s": round(startup_cpu, 1),
         "worker_baseline_mb": round(baseline_mb, 1),
         "worker_peak_rss_mb": round(pool.peak_rss_bytes / 1024**2, 1),
+        "rss_samples_mb": samples,
+    }
+
+
+def _tempo_verdict(found: float | None, expected: float) -> str:
+    """``ok`` within :data:`TEMPO_TOLERANCE`, ``octave`` at x2 or x1/2 of it, else ``wrong``."""
+    if found is None:
+        return "none"
+    for factor, verdict in ((1.0, "ok"), (2.0, "octave"), (0.5, "octave")):
+        if abs(found / (expected * factor) - 1.0) <= TEMPO_TOLERANCE:
+            return verdict
+    return "wrong"
+
+
+def _same_key(found: str | None, expected: str) -> bool:
+    if not found:
+        return False
+    (tonic, mode), (want_tonic, want_mode) = parse_key_name(found), parse_key_name(expected)
+    return mode == want_mode and pitch_class(tonic) == pitch_class(want_tonic)
+
+
+def _score(measured: dict[str, Any], expected: dict[str, dict[str, Any]]) -> None:
+    """Mark each file's tempo and key right or wrong against the generated values, in place.
+
+    A track must have its tempo within 4 % and exactly its key (tonic and mode). The long
+    recording (drums only: no key to find) must have its start and end tempo within 4 % of
+    118 and 132 BPM.
+    """
+    tempo_ok = key_ok = keyed = 0
+    for record in measured["files"]:
+        want = expected[record["file"]]
+        if "key" in want:
+            record["bpm_error_pct"] = (
+                round(100 * (record["bpm"] / want["bpm"] - 1), 2) if record["bpm"] else None
+            )
+            record["tempo_verdict"] = _tempo_verdict(record["bpm"], want["bpm"])
+            record["key_ok"] = _same_key(record["key"], want["key"])
+            keyed += 1
+            key_ok += record["key_ok"]
+        else:
+            start = _tempo_verdict(record["bpm_start"], want["bpm_start"])
+            end = _tempo_verdict(record["bpm_end"], want["bpm_end"])
+            record["tempo_verdict"] = "ok" if start == end == "ok" else f"{start}/{end}"
+        tempo_ok += record["tempo_verdict"] == "ok"
+    measured["tempo_ok"] = f"{tempo_ok}/{len(measured['files'])}"
+    measured["key_ok"] = f"{key_ok}/{keyed}" if keyed else "n/a"
+
+
+def _librosa_set(
+    paths: list[Path], warmup: Path, limit_mb: int, sample_rss: bool, long_seconds: float
+) -> dict[str, Any]:
+    """Run ``bench/librosa_anchor.py`` on ``paths`` in a subprocess and measure it.
+
+    RSS is polled every 0.25 s; above ``limit_mb`` the process is killed (so the reported peak
+    can pass the limit by what it allocated within one poll) and the files done so far are kept.
+    """
+    command = [sys.executable, str(ANCHOR), "--warmup", str(warmup)]
+    command += ["--long-seconds", str(long_seconds), "--edge-seconds", str(EDGE_SECONDS)]
+    command += [str(p) for p in paths]
+    started = time.monotonic()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=os.environ | ONE_THREAD)
+    assert proc.stdout is not None
+    events: list[dict[str, Any]] = []
+
+    def read(stream: Any) -> None:
+        for line in stream:
+            event = json.loads(line)
+            events.append(event)
+            _log(f"  librosa: {event}")
+
+    reader = threading.Thread(target=read, args=(proc.stdout,), daemon=True)
+    reader.start()
+    samples: list[tuple[float, float]] = []
+    killed: str | None = None
+    next_sample = 0.0
+    while reader.is_alive():
+        elapsed = time.monotonic() - started
+        rss = _rss_mb(proc.pid)
+        if sample_rss and elapsed >= next_sample:
+            samples.append((round(elapsed, 1), round(rss, 1)))
+            next_sample += 2.0
+        if rss > limit_mb and killed is None:
+            done = sum(1 for e in events if e["event"] == "file")
+            at = paths[done].name if done < len(paths) else "the end"
+            stages = [e["stage"] for e in events if e["event"] == "stage" and e["file"] == at]
+            after = f"after its {stages[-1]} stage" if stages else "while loading it"
+            killed = (
+                f"RSS {rss:.0f} MB > limit {limit_mb} MB after {elapsed:.0f} s, in {at}, {after}"
+            )
+            _log(f"  librosa: killed: {killed}")
+            os.kill(proc.pid, signal.SIGKILL)
+        reader.join(0.25)
+    # Reap it here rather than through Popen: wait4 gives the child's own rusage.
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - started
+    ready = next((e for e in events if e["event"] == "ready"), {})
+    done_event = next((e for e in events if e["event"] == "done"), None)
+    files = [{k: v for k, v in e.items() if k != "event"} for e in events if e["event"] == "file"]
+    audio = sum(f["audio_s"] for f in files)
+    # Like the worker's: from after the warm-up file to the end of the last file.
+    measured_wall = done_event["wall_s"] if done_event else sum(f["wall_s"] for f in files)
+    measured_cpu = done_event["cpu_s"] if done_event else sum(f["cpu_s"] for f in files)
+    return {
+        "files": files,
+        "complete": done_event is not None,
+        "killed": killed,
+        "exit_code": proc.returncode,
+        "librosa": ready.get("librosa"),
+        # Of the files it finished: after a kill, only those before the one it was killed in.
+        "audio_s": round(audio, 1),
+        "wall_s": round(measured_wall, 1),
+        "cpu_s": round(measured_cpu, 1),
+        "rtf_wall": round(audio / measured_wall, 1) if files and measured_wall else None,
+        "rtf_cpu": round(audio / measured_cpu, 1) if files and measured_cpu else None,
+        "startup_wall_s": ready.get("startup_wall_s"),
+        "startup_cpu_s": ready.get("startup_cpu_s"),
+        "process_wall_s": round(wall, 1),
+        "process_cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        "baseline_mb": ready.get("peak_rss_mb"),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # ru_maxrss is in KiB on Linux
         "rss_samples_mb": samples,
     }
 
@@ -165,27 +310,52 @@ async def _run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     long_seconds = args.hours * 3600
     _log(f"generating a {args.hours} h recording ({ext}) in {audio_dir} ...")
     t0 = time.monotonic()
-    long_path = _generate(
-        audio_dir / f"set-{args.hours:g}h.{ext}",
-        signals.drifting_drums(long_seconds, bpm_start=118.0, bpm_end=132.0, seed=1),
-    )
+    expected: dict[str, dict[str, Any]] = {}
+    long_paths: list[Path] = []
+    if long_seconds > 0:
+        long_path = _generate(
+            audio_dir / f"set-{args.hours:g}h.{ext}",
+            signals.drifting_drums(long_seconds, bpm_start=118.0, bpm_end=132.0, seed=1),
+        )
+        long_paths.append(long_path)
+        expected[long_path.name] = {"bpm_start": LONG_TEMPI[0], "bpm_end": LONG_TEMPI[1]}
     tracks = [
         _generate(audio_dir / f"track-{i:02d}.{ext}", _track_blocks(i, args.track_minutes * 60))
         for i in range(args.tracks)
     ]
+    for i, path in enumerate(tracks):
+        tonic, mode = TRACK_KEYS[i % len(TRACK_KEYS)]
+        expected[path.name] = {"bpm": TRACK_TEMPI[i % len(TRACK_TEMPI)], "key": f"{tonic} {mode}"}
     _log(f"generated (or reused) in {time.monotonic() - t0:.0f} s")
     warmup = _generate(audio_dir / f"warmup.{ext}", iter([signals.sine(1.0, -20.0)]))
     settings = AnalysisSettings()
     results: dict[str, Any] = {}
     limit = args.memory_limit_mb * 1024**2
-    for name, paths, sample in (("tracks", tracks, False), ("long", [long_path], True)):
+    for name, paths, sample in (("tracks", tracks, False), ("long", long_paths, True)):
         if not paths:
             continue
-        _log(f"analysing {name} ...")
+        _log(f"analysing {name} with tracktiond ...")
         # A generous timeout: the benchmark measures speed, it must not be cut short by it.
+        started = time.monotonic()
         async with AnalysisPool(1, memory_limit_bytes=limit, timeout_factor=1.0) as pool:
             await pool.analyze(str(warmup), settings)  # start the worker, import essentia
+            startup_wall = time.monotonic() - started
             results[name] = await _measure(pool, paths, settings, sample)
+        results[name]["startup_wall_s"] = round(startup_wall, 1)
+        _score(results[name], expected)
+        if args.skip_librosa:
+            continue
+        _log(f"analysing {name} with librosa ...")
+        anchor = await anyio.to_thread.run_sync(
+            _librosa_set,
+            paths,
+            warmup,
+            args.librosa_memory_limit_mb,
+            sample,
+            settings.long_recording_seconds,
+        )
+        _score(anchor, expected)
+        results.setdefault("librosa", {})[name] = anchor
     return results
 
 
@@ -197,7 +367,7 @@ def _machine() -> dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for dist in ("essentia", "av", "numpy"):
+    for dist in ("essentia", "av", "numpy", "librosa", "scipy", "numba", "soundfile", "soxr"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -211,6 +381,89 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _compare(results: dict[str, Any]) -> dict[str, Any]:
+    """tracktiond / librosa, per set: speed by CPU and by wall time, and peak memory.
+
+    Speed ratios above 1 mean tracktiond is faster; a memory ratio below 1 means it uses less.
+    When librosa did not finish a set (killed at the memory limit) there is no speed ratio, and
+    the memory ratio is an upper bound (librosa would have needed more).
+    """
+    comparison: dict[str, Any] = {}
+    for name, anchor in results.get("librosa", {}).items():
+        ours = results[name]
+
+        def ratio(a: float | None, b: float | None) -> float | None:
+            return round(a / b, 2) if a and b else None
+
+        complete = anchor["complete"]
+        comparison[name] = {
+            "speed_cpu": ratio(ours["rtf_cpu"], anchor["rtf_cpu"]) if complete else None,
+            "speed_wall": ratio(ours["rtf_wall"], anchor["rtf_wall"]) if complete else None,
+            "peak_rss": ratio(ours["worker_peak_rss_mb"], anchor["peak_rss_mb"]),
+            "peak_rss_is_upper_bound": not complete,
+        }
+    return comparison
+
+
+def _cell(value: Any, width: int) -> str:
+    """A right-aligned table cell: one decimal for numbers, ``-`` for a figure not measured."""
+    if value is None:
+        return f"{'-':>{width}s}"
+    if isinstance(value, float | int):
+        return f"{value:{width}.1f}"
+    return f"{value:>{width}s}"
+
+
+def _print_table(results: dict[str, Any], comparison: dict[str, Any]) -> None:
+    print(
+        f"{'set':7s}{'tool':11s}{'audio min':>10s}{'wall s':>9s}{'CPU s':>9s}{'x wall':>8s}"
+        f"{'x CPU':>8s}{'start CPU s':>12s}{'peak RSS MB':>12s}{'tempo':>7s}{'key':>6s}"
+    )
+    for name in ("tracks", "long"):
+        if name not in results:
+            continue
+        rows = [("tracktiond", results[name], "worker_peak_rss_mb")]
+        if name in results.get("librosa", {}):
+            rows.append(("librosa", results["librosa"][name], "peak_rss_mb"))
+        for tool, r, peak in rows:
+            done = bool(r["files"])
+            print(
+                f"{name:7s}{tool:11s}{_cell(r['audio_s'] / 60 if done else None, 10)}"
+                f"{_cell(r['wall_s'] if done else None, 9)}{_cell(r['cpu_s'] if done else None, 9)}"
+                f"{_cell(r['rtf_wall'], 8)}{_cell(r['rtf_cpu'], 8)}{_cell(r['startup_cpu_s'], 12)}"
+                f"{_cell(r[peak], 12)}{_cell(r['tempo_ok'] if done else None, 7)}"
+                f"{_cell(r['key_ok'] if done else None, 6)}"
+            )
+            if r.get("killed"):
+                print(
+                    f"{'':7s}{tool} killed: {r['killed']}; {r['process_cpu_s']} s of CPU "
+                    "spent by then (start-up included)"
+                )
+        if name in comparison:
+            c = comparison[name]
+            bound = "at most " if c["peak_rss_is_upper_bound"] else ""
+            speed = (
+                f"speed x{c['speed_cpu']} by CPU, x{c['speed_wall']} by wall"
+                if c["speed_cpu"] is not None
+                else "speed not comparable (librosa did not finish)"
+            )
+            print(f"{'':7s}tracktiond / librosa: {speed}; peak RSS {bound}x{c['peak_rss']}")
+    if "long" in results:
+        rss = [mb for _, mb in results["long"]["rss_samples_mb"]]
+        if rss:
+            print(f"long   tracktiond RSS while analysing: min {min(rss)} MB, max {max(rss)} MB")
+        anchor = results.get("librosa", {}).get("long", {})
+        for tool, files in (
+            ("tracktiond", results["long"]["files"]),
+            ("librosa", anchor.get("files", [])),
+        ):
+            for f in files:
+                print(
+                    f"long   {tool} {f['file']}: bpm {f['bpm']}, start {f['bpm_start']}, "
+                    f"end {f['bpm_end']}"
+                )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hours", type=float, default=3.0, help="length of the long recording")
@@ -218,6 +471,13 @@ def main() -> int:
     parser.add_argument("--track-minutes", type=float, default=4.0)
     parser.add_argument("--format", choices=("flac", "mp3"), default="flac")
     parser.add_argument("--memory-limit-mb", type=int, default=1536)
+    parser.add_argument("--skip-librosa", action="store_true", help="leave out the librosa anchor")
+    parser.add_argument(
+        "--librosa-memory-limit-mb",
+        type=int,
+        default=8192,
+        help="kill the librosa process above this RSS (it loads whole files into memory)",
+    )
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep a temporary work directory")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -229,26 +489,19 @@ def main() -> int:
         machine = _machine()
         results = anyio.run(_run, args, workdir)
         machine["load_average_after"] = os.getloadavg()
-        report = {"machine": machine, "args": vars(args) | {"workdir": str(workdir)}, **results}
+        comparison = _compare(results)
+        report = {
+            "machine": machine,
+            "args": vars(args) | {"workdir": str(workdir)},
+            **results,
+            "comparison": comparison,
+        }
         (workdir / "results.json").write_text(json.dumps(report, indent=2, default=str))
         if args.json:
             print(json.dumps(report, indent=2, default=str))
         else:
             print(f"machine: {machine}")
-            for name in ("tracks", "long"):
-                if name not in results:
-                    continue
-                r = results[name]
-                print(
-                    f"{name:6s} audio {r['audio_s'] / 60:7.1f} min  wall {r['wall_s']:7.1f} s  "
-                    f"cpu {r['cpu_s']:7.1f} s  realtime x{r['rtf_wall']} (wall) "
-                    f"x{r['rtf_cpu']} (cpu)  worker RSS baseline {r['worker_baseline_mb']} MB, "
-                    f"peak {r['worker_peak_rss_mb']} MB"
-                )
-            if "long" in results:
-                rss = [mb for _, mb in results["long"]["rss_samples_mb"]]
-                if rss:
-                    print(f"long   RSS while analysing: min {min(rss)} MB, max {max(rss)} MB")
+            _print_table(results, comparison)
     finally:
         if temporary and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
