@@ -331,6 +331,8 @@ class Scanner:
             # A wide window of claimed jobs keeps every worker busy and lets the writer commit
             # results in real batches; the jobs are rows in the catalog, so it costs no safety.
             max_in_flight=max(64, workers * 16),
+            # Nobody waits on a single file here: let the writer gather bigger batches.
+            write_linger=0.25,
             max_attempts=max_attempts,
             # A one-shot scan retries transient failures after a short pause, not minutes.
             retry_delay=lambda attempts: 0.25 * attempts,

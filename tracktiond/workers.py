@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 WRITE_BATCH = 256
+LINGER_POLL = 0.01  # seconds between looks for more results while a batch lingers
 LEASE = timedelta(seconds=120)
 
 
@@ -95,6 +96,7 @@ class IngestPool:
         idle_poll: float = 5.0,
         health: CatalogHealth | None = None,
         max_in_flight: int = 0,
+        write_linger: float = 0.0,
     ) -> None:
         self.catalog = catalog
         self.concurrency = max(1, concurrency)
@@ -109,6 +111,7 @@ class IngestPool:
         # back from the other instances sharing a PostgreSQL catalog. A one-shot scan widens it
         # (see Scanner) so the writer commits real batches.
         self.max_in_flight = max_in_flight or max(8, self.concurrency * 4)
+        self.write_linger = write_linger
         self.stats = PoolStats()
         self._wake = Wakeup()
         self._limiter = anyio.CapacityLimiter(self.concurrency)
@@ -223,14 +226,36 @@ class IngestPool:
                         batch = [await results.receive()]
                     except anyio.EndOfStream:
                         return
-                    while len(batch) < WRITE_BATCH:
-                        try:
-                            batch.append(results.receive_nowait())  # type: ignore[attr-defined]
-                        except (anyio.WouldBlock, anyio.EndOfStream):
-                            break
+                    await self._fill(batch, results)
                     await self._write(batch)
         finally:
             self._writer_done.set()
+
+    async def _fill(
+        self,
+        batch: list[tuple[JobResult, float]],
+        results: ObjectReceiveStream[tuple[JobResult, float]],
+    ) -> None:
+        """Add what else is ready to ``batch``; with ``write_linger``, wait that long for more
+        while other jobs are still in flight.
+
+        Every transaction has a fixed cost (about 15 ms of SQLite and driver round trips, more
+        while hashing threads contend for the GIL), so a few big batches beat many small ones.
+        Polled rather than a cancelled receive(): cancelling a receive can drop an item that
+        was already handed over, and a lost result would leave the job counted in flight.
+        """
+        deadline = anyio.current_time() + self.write_linger
+        while len(batch) < WRITE_BATCH:
+            try:
+                batch.append(results.receive_nowait())  # type: ignore[attr-defined]
+                continue
+            except anyio.EndOfStream:
+                return
+            except anyio.WouldBlock:
+                pass
+            if self.stats.in_flight <= len(batch) or anyio.current_time() >= deadline:
+                return
+            await anyio.sleep(LINGER_POLL)
 
     async def _write(self, batch: list[tuple[JobResult, float]]) -> None:
         async def attempt() -> list[Outcome]:
