@@ -235,7 +235,8 @@ async def test_tensorflow_mood_path_reports_what_is_missing(
     assert missing.mood_error is not None and "is not a directory" in missing.mood_error
 
 
-async def test_closing_the_pool_mid_job_is_not_the_files_fault(hooks: None, tmp_path: Path) -> None:
+async def _close_pool_during_a_job(tmp_path: Path, *, once_ready: bool) -> list[AnalysisFailed]:
+    """Start a job that never finishes, close the pool under it; the job's failures."""
     pool = AnalysisPool(1, timeout_base=60.0)
     failures: list[AnalysisFailed] = []
 
@@ -247,10 +248,16 @@ async def test_closing_the_pool_mid_job_is_not_the_files_fault(hooks: None, tmp_
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(job)
-        while not pool.busy or not pool.worker_pids:
-            await anyio.sleep(0.05)
-        await anyio.sleep(0.5)
+        while not pool.worker_pids or (once_ready and not pool.busy):
+            await anyio.sleep(0.005)
+        if once_ready:
+            await anyio.sleep(0.5)
         await pool.aclose()
+    return failures
+
+
+async def test_closing_the_pool_mid_job_is_not_the_files_fault(hooks: None, tmp_path: Path) -> None:
+    failures = await _close_pool_during_a_job(tmp_path, once_ready=True)
     assert [f.failure_class for f in failures] == [FailureClass.TRANSIENT]
     assert "pool was closed" in failures[0].reason
 
@@ -261,19 +268,6 @@ async def test_closing_the_pool_while_its_worker_starts_is_not_the_files_fault(
     """A shutdown right after work arrived stops a worker that is still starting; it is killed
     before it is ready (its start takes longer than the pool's stop grace)."""
     monkeypatch.setenv(START_DELAY_ENV, str(STOP_GRACE + 30))
-    pool = AnalysisPool(1, timeout_base=60.0)
-    failures: list[AnalysisFailed] = []
-
-    async def job() -> None:
-        try:
-            await pool.analyze(_hook_file(tmp_path, ".hang-test"), SETTINGS, duration_hint=1.0)
-        except AnalysisFailed as exc:
-            failures.append(exc)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(job)
-        while not pool.worker_pids:
-            await anyio.sleep(0.001)
-        await pool.aclose()
+    failures = await _close_pool_during_a_job(tmp_path, once_ready=False)
     assert [f.failure_class for f in failures] == [FailureClass.TRANSIENT]
     assert "pool was closed" in failures[0].reason

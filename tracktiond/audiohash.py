@@ -8,8 +8,10 @@ payload is located by parsing only its container structure:
   blocks; WAV ``data`` / AIFF ``SSND`` chunks; MP4 ``mdat`` atoms; ASF data object; WavPack, APE,
   Musepack before trailing tags) — hashed during the same streamed read that computes the file
   hashes (tracktiond.hashing), using a few small reads of headers and the tail to plan;
-* Ogg — tags live in a header packet whose size shifts the page layout, so the audio is hashed as
-  the concatenated bodies of the pages after the headers (a separate pass over the file).
+* Ogg — tags live in a header packet whose size shifts the page layout (and with it every later
+  page's sequence number and checksum), so the audio is hashed as the concatenated bodies of the
+  pages after the headers: OggBodyHasher parses the pages as the same streamed read passes by;
+  ogg_audio_hash reads a file on its own (the tag writer's check) and gives the same digest.
 
 Formats not understood here fall back to the whole-file hash: correct, only less thrifty.
 """
@@ -220,3 +222,71 @@ def ogg_audio_hash(path: str) -> str | None:
     except OSError:
         return None
     return h.hexdigest() if needed is not None and packets >= needed else None
+
+
+class OggBodyHasher:
+    """ogg_audio_hash's digest, computed from the file's bytes as they stream past in order.
+
+    Pages are parsed incrementally (a page header may straddle two chunks); page bodies are
+    hashed as memoryview slices of the caller's buffer, so nothing is copied or read twice.
+    """
+
+    def __init__(self, needed: int) -> None:
+        self._needed = needed  # header packets before the audio
+        self._packets = 0
+        self._h = xxhash.xxh3_128()
+        self._header = bytearray()  # the page header being assembled
+        self._body_left = 0  # bytes of the current page's body still to come
+        self._hashing = False
+        self._bad = False
+
+    @classmethod
+    def from_head(cls, head: bytes) -> OggBodyHasher | None:
+        """From the file's first bytes: the first page holds just the identification packet."""
+        if len(head) < 27 or not head.startswith(b"OggS"):
+            return None
+        lacing = head[27 : 27 + head[26]]
+        first_len = 0
+        for seg in lacing:
+            first_len += seg
+            if seg < 255:
+                break
+        else:
+            return None  # the identification packet does not end on the first page
+        start = 27 + len(lacing)
+        if len(lacing) < head[26] or start + min(first_len, 128) > len(head):
+            return None
+        return cls(ogg_header_packets(head[start : start + min(first_len, 128)]))
+
+    def update(self, chunk: memoryview, offset: int) -> None:
+        i, n = 0, len(chunk)
+        while i < n and not self._bad:
+            if self._body_left:
+                take = min(self._body_left, n - i)
+                if self._hashing:
+                    self._h.update(chunk[i : i + take])
+                self._body_left -= take
+                i += take
+                continue
+            have = len(self._header)
+            need = 27 if have < 27 else 27 + self._header[26]
+            take = min(need - have, n - i)
+            self._header += chunk[i : i + take]
+            i += take
+            if len(self._header) == 27 and not self._header.startswith(b"OggS"):
+                self._bad = True
+            elif len(self._header) >= 27 and len(self._header) == 27 + self._header[26]:
+                self._start_body(self._header[27:])
+                self._header = bytearray()
+
+    def _start_body(self, lacing: bytearray) -> None:
+        self._body_left = sum(lacing)
+        # Decided at the start of each page, as in ogg_audio_hash: headers end a page.
+        self._hashing = self._packets >= self._needed
+        if not self._hashing:
+            self._packets += sum(1 for seg in lacing if seg < 255)
+
+    def hexdigest(self) -> str | None:
+        if self._bad or self._packets < self._needed:
+            return None
+        return self._h.hexdigest()

@@ -13,6 +13,7 @@ import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import xxhash
 
@@ -35,15 +36,42 @@ class FileDigest:
     audio_xxh128: str | None = None  # xxh3-128 of the planned audio byte ranges, if any
 
 
-# Given (fd, first bytes, size), the byte ranges whose content is the audio stream.
-RangePlanner = Callable[[int, bytes, int], list[tuple[int, int]] | None]
+class AudioHasher(Protocol):
+    """Hashes the audio payload of a file while digest_file streams all of it past."""
+
+    def update(self, chunk: memoryview, offset: int) -> None:
+        """The file's bytes from ``offset`` on, in order, chunk by chunk."""
+
+    def hexdigest(self) -> str | None:
+        """The payload's digest; None when the file turned out not to allow one."""
 
 
-def digest_file(path: str, plan: RangePlanner | None = None) -> FileDigest:
+class RangeHasher:
+    """xxh3-128 of the bytes inside fixed byte ranges (the payload of most formats)."""
+
+    def __init__(self, ranges: list[tuple[int, int]]) -> None:
+        self.ranges = ranges
+        self._h = xxhash.xxh3_128()
+
+    def update(self, chunk: memoryview, offset: int) -> None:
+        end = offset + len(chunk)
+        for start, stop in self.ranges:
+            lo, hi = max(start, offset), min(stop, end)
+            if lo < hi:
+                self._h.update(chunk[lo - offset : hi - offset])
+
+    def hexdigest(self) -> str | None:
+        return self._h.hexdigest()
+
+
+# Given (fd, first bytes, size), a hasher for the audio payload, or None to skip it.
+AudioPlanner = Callable[[int, bytes, int], AudioHasher | None]
+
+
+def digest_file(path: str, plan: AudioPlanner | None = None) -> FileDigest:
     """Hash ``path`` in one pass; raise BadInput / TransientFileError with a reason.
 
-    With ``plan``, the bytes inside the planned ranges are also hashed on their own (the audio
-    payload without tags), in the same pass.
+    With ``plan``, the audio payload without tags is also hashed on its own, in the same pass.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -59,15 +87,14 @@ def digest_file(path: str, plan: RangePlanner | None = None) -> FileDigest:
         before = os.fstat(fd)
         if hasattr(os, "posix_fadvise"):
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        ranges: list[tuple[int, int]] | None = None
+        audio: AudioHasher | None = None
         if plan is not None and before.st_size > 0:
             try:
-                ranges = plan(fd, os.pread(fd, SNIFF_BYTES, 0), before.st_size)
+                audio = plan(fd, os.pread(fd, SNIFF_BYTES, 0), before.st_size)
             except OSError as exc:
                 raise _classify_os_error(exc) from None
         sha = hashlib.sha256()
         xxh = xxhash.xxh3_128()
-        audio = xxhash.xxh3_128() if ranges else None
         buf = bytearray(CHUNK_BYTES)
         view = memoryview(buf)
         head = b""
@@ -84,11 +111,8 @@ def digest_file(path: str, plan: RangePlanner | None = None) -> FileDigest:
                 head += bytes(chunk[: SNIFF_BYTES - total])
             sha.update(chunk)
             xxh.update(chunk)
-            if audio is not None and ranges:
-                for start, end in ranges:
-                    lo, hi = max(start, total), min(end, total + n)
-                    if lo < hi:
-                        audio.update(chunk[lo - total : hi - total])
+            if audio is not None:
+                audio.update(chunk, total)
             total += n
         after = os.fstat(fd)
     finally:

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracktiond.audiohash import audio_ranges, is_ogg, ogg_audio_hash
+from tracktiond.audiohash import OggBodyHasher, audio_ranges, is_ogg
 from tracktiond.cuesheet import parse_cue, sibling_cue
 from tracktiond.errors import BadInput
 from tracktiond.formats import AudioFormat, extension, sniff
-from tracktiond.hashing import FileDigest, digest_file
+from tracktiond.hashing import AudioHasher, FileDigest, RangeHasher, digest_file
 from tracktiond.integrity import check_complete
 from tracktiond.tags import read_metadata
 
@@ -60,8 +60,6 @@ def ingest_file(path: str) -> IngestResult:
     if ext and not _extension_matches(ext, fmt):
         stream["extension_mismatch"] = f".{ext} file contains {fmt.value}"
     audio = digest.audio_xxh128
-    if audio is None and is_ogg(fmt):
-        audio = ogg_audio_hash(path)
     audio_hash = f"a:{audio}" if audio else f"f:{digest.xxh128}"
     cue = sibling_cue(path)
     tracks = parse_cue(cue) if cue else None
@@ -76,9 +74,14 @@ def ingest_file(path: str) -> IngestResult:
     )
 
 
-def _plan_audio(fd: int, head: bytes, size: int) -> list[tuple[int, int]] | None:
+def _plan_audio(fd: int, head: bytes, size: int) -> AudioHasher | None:
     fmt = sniff(head)
-    return audio_ranges(fd, fmt, head, size) if fmt is not None else None
+    if fmt is None:
+        return None
+    if is_ogg(fmt):
+        return OggBodyHasher.from_head(head)
+    ranges = audio_ranges(fd, fmt, head, size)
+    return RangeHasher(ranges) if ranges else None
 
 
 _EXPECTED = {
