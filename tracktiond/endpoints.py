@@ -14,7 +14,7 @@ from tracktiond import __version__
 from tracktiond.http import Request, Response
 
 if TYPE_CHECKING:
-    from tracktiond.daemon import Daemon
+    from tracktiond.daemon_status import Bookkeeping
     from tracktiond.graph import GraphSync
 
 
@@ -61,7 +61,7 @@ async def graph_query(graph: GraphSync | None, request: Request) -> Response:
     return Response.json(data, indent=2)
 
 
-def status_document(daemon: Daemon) -> dict[str, Any]:
+def status_document(daemon: Bookkeeping) -> dict[str, Any]:
     """/status: what the daemon is doing, for people and scripts (cached state only)."""
     snap = daemon.snapshot
     oldest_age = (
