@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import xxhash
 
-CHUNK = 1 << 20  # as tracktiond.hashing
+from tracktiond.hashing import CHUNK_BYTES as CHUNK  # the scan's own read size
 
 
 def hash_file(path: str) -> int:

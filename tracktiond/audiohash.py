@@ -10,8 +10,10 @@ payload is located by parsing only its container structure:
   hashes (tracktiond.hashing), using a few small reads of headers and the tail to plan;
 * Ogg — tags live in a header packet whose size shifts the page layout (and with it every later
   page's sequence number and checksum), so the audio is hashed as the concatenated bodies of the
-  pages after the headers: OggBodyHasher parses the pages as the same streamed read passes by;
-  ogg_audio_hash reads a file on its own (the tag writer's check) and gives the same digest.
+  pages after the headers: OggBodyHasher parses the pages as the same streamed read passes by.
+
+audio_hasher() picks the hasher for a file; ingest feeds it during its one read, and
+audio_hash_of() feeds it from a read of its own (the tag writer's check), so both agree.
 
 Formats not understood here fall back to the whole-file hash: correct, only less thrifty.
 """
@@ -23,7 +25,8 @@ import struct
 
 import xxhash
 
-from tracktiond.formats import AudioFormat, id3v2_end
+from tracktiond.formats import SNIFF_BYTES, AudioFormat, id3v2_end
+from tracktiond.hashing import CHUNK_BYTES, AudioHasher
 
 Ranges = list[tuple[int, int]]
 
@@ -185,48 +188,57 @@ def ogg_header_packets(first_packet: bytes) -> int:
     return 3  # Vorbis: identification, comment, setup
 
 
-def ogg_audio_hash(path: str) -> str | None:
-    """xxh3-128 of the bodies of the Ogg pages after the codec's header packets.
+def audio_hasher(fd: int, fmt: AudioFormat, head: bytes, size: int) -> AudioHasher | None:
+    """The hasher of this file's audio payload (the catalog's audio identity), to be fed the
+    whole file in order; None when the payload cannot be located (whole-file hash instead)."""
+    if is_ogg(fmt):
+        return OggBodyHasher.from_head(head)
+    ranges = audio_ranges(fd, fmt, head, size)
+    return RangeHasher(ranges) if ranges else None
+
+
+def audio_hash_of(fd: int, fmt: AudioFormat) -> str | None:
+    """The audio identity of an open file, read on its own (the tag writer's check); the same
+    digest tracktiond.ingest gets during its one streamed read."""
+    size = os.fstat(fd).st_size
+    hasher = audio_hasher(fd, fmt, os.pread(fd, SNIFF_BYTES, 0), size)
+    if hasher is None:
+        return None
+    buf = bytearray(CHUNK_BYTES)
+    view = memoryview(buf)
+    offset = 0
+    while n := os.preadv(fd, [buf], offset):
+        hasher.update(view[:n], offset)
+        offset += n
+    return hasher.hexdigest()
+
+
+class RangeHasher:
+    """xxh3-128 of the bytes inside fixed byte ranges (the payload of most formats)."""
+
+    def __init__(self, ranges: Ranges) -> None:
+        self.ranges = ranges
+        self._h = xxhash.xxh3_128()
+
+    def update(self, chunk: memoryview, offset: int) -> None:
+        end = offset + len(chunk)
+        for start, stop in self.ranges:
+            lo, hi = max(start, offset), min(stop, end)
+            if lo < hi:
+                self._h.update(chunk[lo - offset : hi - offset])
+
+    def hexdigest(self) -> str | None:
+        return self._h.hexdigest()
+
+
+class OggBodyHasher:
+    """xxh3-128 of the bodies of the Ogg pages after the codec's header packets, from the
+    file's bytes as they stream past in order.
 
     Header packets are counted, not recognised by granule position: a comment packet with
     cover art spans several pages, and continuation pages carry granule -1 like audio does.
     Codec headers end a page (the specifications require it), so the audio starts on a page
     of its own and its page bodies are unaffected by a change of the comment packet.
-    """
-    h = xxhash.xxh3_128()
-    needed: int | None = None
-    packets = 0
-    first = bytearray()
-    try:
-        with open(path, "rb") as fh:
-            while True:
-                header = fh.read(27)
-                if len(header) < 27:
-                    break
-                if not header.startswith(b"OggS"):
-                    return None
-                lacing = fh.read(header[26])
-                body = fh.read(sum(lacing))
-                if needed is None or packets < needed:
-                    offset = 0
-                    for seg in lacing:
-                        if packets == 0 and len(first) < 128:
-                            first += body[offset : offset + seg]
-                        offset += seg
-                        if seg < 255:
-                            packets += 1
-                            if packets == 1:
-                                needed = ogg_header_packets(bytes(first))
-                    continue
-                h.update(body)
-    except OSError:
-        return None
-    return h.hexdigest() if needed is not None and packets >= needed else None
-
-
-class OggBodyHasher:
-    """ogg_audio_hash's digest, computed from the file's bytes as they stream past in order.
-
     Pages are parsed incrementally (a page header may straddle two chunks); page bodies are
     hashed as memoryview slices of the caller's buffer, so nothing is copied or read twice.
     """
@@ -281,7 +293,7 @@ class OggBodyHasher:
 
     def _start_body(self, lacing: bytearray) -> None:
         self._body_left = sum(lacing)
-        # Decided at the start of each page, as in ogg_audio_hash: headers end a page.
+        # Decided at the start of each page: headers end a page.
         self._hashing = self._packets >= self._needed
         if not self._hashing:
             self._packets += sum(1 for seg in lacing if seg < 255)

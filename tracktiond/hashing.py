@@ -46,24 +46,6 @@ class AudioHasher(Protocol):
         """The payload's digest; None when the file turned out not to allow one."""
 
 
-class RangeHasher:
-    """xxh3-128 of the bytes inside fixed byte ranges (the payload of most formats)."""
-
-    def __init__(self, ranges: list[tuple[int, int]]) -> None:
-        self.ranges = ranges
-        self._h = xxhash.xxh3_128()
-
-    def update(self, chunk: memoryview, offset: int) -> None:
-        end = offset + len(chunk)
-        for start, stop in self.ranges:
-            lo, hi = max(start, offset), min(stop, end)
-            if lo < hi:
-                self._h.update(chunk[lo - offset : hi - offset])
-
-    def hexdigest(self) -> str | None:
-        return self._h.hexdigest()
-
-
 # Given (fd, first bytes, size), a hasher for the audio payload, or None to skip it.
 AudioPlanner = Callable[[int, bytes, int], AudioHasher | None]
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracktiond.audiohash import OggBodyHasher, audio_ranges, is_ogg
+from tracktiond.audiohash import audio_hasher
 from tracktiond.cuesheet import parse_cue, sibling_cue
 from tracktiond.errors import BadInput
 from tracktiond.formats import AudioFormat, extension, sniff
-from tracktiond.hashing import AudioHasher, FileDigest, RangeHasher, digest_file
+from tracktiond.hashing import AudioHasher, FileDigest, digest_file
 from tracktiond.integrity import check_complete
 from tracktiond.tags import read_metadata
 
@@ -78,10 +78,7 @@ def _plan_audio(fd: int, head: bytes, size: int) -> AudioHasher | None:
     fmt = sniff(head)
     if fmt is None:
         return None
-    if is_ogg(fmt):
-        return OggBodyHasher.from_head(head)
-    ranges = audio_ranges(fd, fmt, head, size)
-    return RangeHasher(ranges) if ranges else None
+    return audio_hasher(fd, fmt, head, size)
 
 
 _EXPECTED = {

@@ -11,11 +11,10 @@ from typing import Any
 
 import xxhash
 
-from tracktiond.audiohash import audio_ranges, iff_chunks, is_ogg, ogg_audio_hash
-from tracktiond.formats import SNIFF_BYTES, AudioFormat, id3v2_end
+from tracktiond.audiohash import audio_hash_of, iff_chunks, is_ogg
+from tracktiond.formats import AudioFormat, id3v2_end
+from tracktiond.hashing import CHUNK_BYTES
 from tracktiond.tagwrite.model import _Failure, _os_reason
-
-_CHUNK = 1 << 20
 
 
 def _pread_exact(fd: int, n: int, offset: int) -> bytes:
@@ -28,24 +27,15 @@ def _pread_exact(fd: int, n: int, offset: int) -> bytes:
 def _hash_range(h: Any, fd: int, start: int, end: int) -> None:
     pos = start
     while pos < end:
-        chunk = _pread_exact(fd, min(_CHUNK, end - pos), pos)
+        chunk = _pread_exact(fd, min(CHUNK_BYTES, end - pos), pos)
         h.update(chunk)
         pos += len(chunk)
 
 
 def _catalog_audio_hash(fd: int, fmt: AudioFormat) -> str | None:
     """The audio identity exactly as tracktiond.ingest computes it (None: format not located)."""
-    if is_ogg(fmt):
-        digest = ogg_audio_hash(f"/proc/self/fd/{fd}")
-        return None if digest is None else "a:" + digest
-    size = os.fstat(fd).st_size
-    ranges = audio_ranges(fd, fmt, os.pread(fd, SNIFF_BYTES, 0), size)
-    if ranges is None:
-        return None
-    h = xxhash.xxh3_128()
-    for start, end in ranges:
-        _hash_range(h, fd, start, end)
-    return "a:" + h.hexdigest()
+    digest = audio_hash_of(fd, fmt)
+    return None if digest is None else "a:" + digest
 
 
 def _xxh(data: bytes) -> str:
@@ -75,7 +65,7 @@ def _ogg_layout(fd: int, fmt: AudioFormat) -> tuple[list[str], str]:
     Audio pages are hashed with everything a decoder reads (flags, granule position, serial,
     lacing, body) and without what a tag write legitimately changes (sequence number, CRC).
     The header count is the codec's (Vorbis 3, Opus 2), so a comment packet spanning several
-    pages (cover art) is handled. Stricter than the catalog's tracktiond.audiohash.ogg_audio_hash
+    pages (cover art) is handled. Stricter than the catalog's tracktiond.audiohash.OggBodyHasher
     (which hashes page bodies only), so a write that disturbed page flags or granules fails.
     """
     needed = 3 if fmt is AudioFormat.OGG_VORBIS else 2

@@ -12,9 +12,10 @@ import struct
 
 from tracktiond.audiohash import is_ogg
 from tracktiond.formats import AudioFormat
+from tracktiond.hashing import CHUNK_BYTES
 from tracktiond.tags import short_reason
 from tracktiond.tagwrite.apply import _apply, _id3v1_tail, _load, _restore_id3v1, _save
-from tracktiond.tagwrite.audiocheck import _CHUNK, _audio_fingerprint, _catalog_audio_hash
+from tracktiond.tagwrite.audiocheck import _audio_fingerprint, _catalog_audio_hash
 from tracktiond.tagwrite.model import (
     TagValues,
     TagWriteOptions,
@@ -41,7 +42,7 @@ def _copy(src: int, dst: int, size: int) -> None:
         if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
             raise
     while done < size:
-        chunk = os.pread(src, min(_CHUNK, size - done), done)
+        chunk = os.pread(src, min(CHUNK_BYTES, size - done), done)
         if not chunk:
             break
         done += os.pwrite(dst, chunk, done)
