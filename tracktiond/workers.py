@@ -22,7 +22,6 @@ from functools import partial
 from typing import TypeVar
 
 import anyio
-from anyio.abc import ObjectReceiveStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from tracktiond import ingest
@@ -218,7 +217,7 @@ class IngestPool:
                 job, error=FileJobError(f"internal error: {type(exc).__name__}: {exc}")
             )
 
-    async def _writer(self, results: ObjectReceiveStream[tuple[JobResult, float]]) -> None:
+    async def _writer(self, results: MemoryObjectReceiveStream[tuple[JobResult, float]]) -> None:
         try:
             async with results:
                 while True:
@@ -234,7 +233,7 @@ class IngestPool:
     async def _fill(
         self,
         batch: list[tuple[JobResult, float]],
-        results: ObjectReceiveStream[tuple[JobResult, float]],
+        results: MemoryObjectReceiveStream[tuple[JobResult, float]],
     ) -> None:
         """Add what else is ready to ``batch``; with ``write_linger``, wait that long for more
         while other jobs are still in flight.
@@ -247,7 +246,7 @@ class IngestPool:
         deadline = anyio.current_time() + self.write_linger
         while len(batch) < WRITE_BATCH:
             try:
-                batch.append(results.receive_nowait())  # type: ignore[attr-defined]
+                batch.append(results.receive_nowait())
                 continue
             except anyio.EndOfStream:
                 return
