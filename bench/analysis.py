@@ -50,10 +50,9 @@ from typing import Any
 import anyio
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import signals  # the test-signal generators live with the tests
-
+from tests.support import signals  # the test-signal generators live with the tests
 from tracktiond.analysis import AnalysisPool, AnalysisResult, AnalysisSettings
 from tracktiond.analysis.keys import parse_key_name, pitch_class
 

@@ -3,7 +3,7 @@
 One run, each daemon a subprocess with its own config and its own ``XDG_STATE_HOME``:
 
 1. **Event-to-catalog latency.** A daemon watches a nearly empty root. ``--drops`` small real
-   audio files (tests/audiogen.py) arrive one every 100-200 ms, half written to a temp name
+   audio files (tests/support/audiogen.py) arrive one every 100-200 ms, half written to a temp name
    outside the root and ``os.rename``d in, half written in place. For each, the time from the
    rename (or the close) to the moment the catalog row says ``cataloged`` is measured by a
    thread that polls the catalog database directly (a read-only sqlite3 connection; the catalog
@@ -61,7 +61,6 @@ from typing import Any
 from machine import load_average, machine_info  # bench/ is on sys.path: run as a script
 
 REPO = Path(__file__).resolve().parent.parent
-TESTS = REPO / "tests"
 
 GOAL_LATENCY_MARGIN_S = 1.0  # p99 under the settle interval plus this
 GOAL_IDLE_CPU_PERCENT = 1.0  # of one core
@@ -87,10 +86,10 @@ def log(message: str) -> None:
 
 
 def load_audiogen() -> ModuleType:
-    """tests/audiogen.py, the project's generator of real audio files."""
-    if str(TESTS) not in sys.path:
-        sys.path.insert(0, str(TESTS))
-    return importlib.import_module("audiogen")
+    """tests/support/audiogen.py, the project's generator of real audio files."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    return importlib.import_module("tests.support.audiogen")
 
 
 # ---------------------------------------------------------------------------------------------

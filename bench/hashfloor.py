@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import xxhash
 
-from tracktiond.hashing import CHUNK_BYTES as CHUNK  # the scan's own read size
+from tracktiond.media.hashing import CHUNK_BYTES as CHUNK  # the scan's own read size
 
 
 def hash_file(path: str) -> int:

@@ -45,7 +45,6 @@ from typing import Any
 from machine import load_average, machine_info  # bench/ is on sys.path: run as a script
 
 REPO = Path(__file__).resolve().parent.parent
-TESTS = REPO / "tests"
 
 # The formats of the large library (audiogen's names; "ape" is left out: it cannot be encoded
 # here and audiogen's .ape file is a few KB of silence).
@@ -79,10 +78,10 @@ def log(message: str) -> None:
 
 
 def load_audiogen() -> ModuleType:
-    """tests/audiogen.py, the project's generator of real audio files."""
-    if str(TESTS) not in sys.path:
-        sys.path.insert(0, str(TESTS))
-    return importlib.import_module("audiogen")
+    """tests/support/audiogen.py, the project's generator of real audio files."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    return importlib.import_module("tests.support.audiogen")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,24 +1,20 @@
 """Shared fixtures: the catalog backends (SQLite file, real PostgreSQL) and temp libraries.
 
 Every catalog test runs against both backends. The PostgreSQL server is started once per test
-session from the machine's binaries (tests/pgserver.py); if it cannot start, the tests that need
+session from the machine's binaries (tests/support/pgserver.py); if it cannot start, the tests that need
 it fail with the reason: they are never skipped.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from pgserver import PostgresServer
-
+from tests.support.pgserver import PostgresServer
 from tracktiond.catalog import Catalog
 
 BACKENDS = ("sqlite", "postgres")

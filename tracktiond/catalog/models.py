@@ -91,7 +91,7 @@ class Recording(Base):
     format: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # The audio stream's identity without tags (tracktiond.audiohash): analysis is keyed on it.
+    # The audio stream's identity without tags (media.audiohash): analysis is keyed on it.
     audio_hash: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
 
 

@@ -27,7 +27,7 @@ from tracktiond.catalog.upkeep import (
 )
 from tracktiond.catalog.values import JobResult, KnownFile, Outcome, to_int64
 from tracktiond.errors import FailureClass, FileJobError, FileVanished
-from tracktiond.ingest import IngestResult
+from tracktiond.media.probe import IngestResult
 
 
 class ResultsMixin(StoreBase):

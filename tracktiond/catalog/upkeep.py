@@ -27,7 +27,7 @@ from tracktiond.catalog.models import (
     tracklists,
     utcnow,
 )
-from tracktiond.ingest import IngestResult
+from tracktiond.media.probe import IngestResult
 
 
 def _duration(res: IngestResult) -> float | None:

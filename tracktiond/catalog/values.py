@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from tracktiond.errors import FileJobError
-from tracktiond.ingest import IngestResult
+from tracktiond.media.probe import IngestResult
 
 _INT64 = 1 << 63
 

@@ -98,7 +98,7 @@ SCHEMA: tuple[IndexSpec, ...] = (
 # they would bloat the shared Metadata nodes, and Neo4j cannot index strings of several kB.
 MAX_METADATA_VALUE = 1024
 
-# Taggers' multi-value separator as tracktiond.tags joins values.
+# Taggers' multi-value separator as tracktiond.media.tags joins values.
 _MULTI = "; "
 
 _NUMBER_RE = re.compile(r"^\s*([-+]?\d+(?:[.,]\d+)?)")

@@ -1,7 +1,7 @@
 """Writing analysis results (BPM, key, ReplayGain, energy) into audio files: the one place
 tracktiond modifies user files, so it is opt-in, conservative and crash-safe (DESIGN invariant 7).
 
-Where each value goes is declared once in tracktiond.tags (FIELDS, WRITE_SUPPORT); this package
+Where each value goes is declared once in media.tags (FIELDS, WRITE_SUPPORT); this package
 decides how values are spelled, what differs from what the file holds, and how the file is
 replaced safely:
 

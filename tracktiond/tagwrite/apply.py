@@ -9,8 +9,8 @@ from typing import Any
 
 from mutagen import id3, mp4
 
-from tracktiond.formats import AudioFormat
-from tracktiond.tags import TagSystem, opener, short_reason
+from tracktiond.media.formats import AudioFormat
+from tracktiond.media.tags import TagSystem, opener, short_reason
 from tracktiond.tagwrite.model import _Failure, _os_reason, _Plan
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import xxhash
 
-from tracktiond.audiohash import audio_hash_of, iff_chunks, is_ogg
-from tracktiond.formats import AudioFormat, id3v2_end
-from tracktiond.hashing import CHUNK_BYTES
+from tracktiond.media.audiohash import audio_hash_of, iff_chunks, is_ogg
+from tracktiond.media.formats import AudioFormat, id3v2_end
+from tracktiond.media.hashing import CHUNK_BYTES
 from tracktiond.tagwrite.model import _Failure, _os_reason
 
 
@@ -33,7 +33,7 @@ def _hash_range(h: Any, fd: int, start: int, end: int) -> None:
 
 
 def _catalog_audio_hash(fd: int, fmt: AudioFormat) -> str | None:
-    """The audio identity exactly as tracktiond.ingest computes it (None: format not located)."""
+    """The audio identity exactly as media.probe computes it (None: format not located)."""
     digest = audio_hash_of(fd, fmt)
     return None if digest is None else "a:" + digest
 
@@ -65,7 +65,7 @@ def _ogg_layout(fd: int, fmt: AudioFormat) -> tuple[list[str], str]:
     Audio pages are hashed with everything a decoder reads (flags, granule position, serial,
     lacing, body) and without what a tag write legitimately changes (sequence number, CRC).
     The header count is the codec's (Vorbis 3, Opus 2), so a comment packet spanning several
-    pages (cover art) is handled. Stricter than the catalog's tracktiond.audiohash.OggBodyHasher
+    pages (cover art) is handled. Stricter than the catalog's media.audiohash.OggBodyHasher
     (which hashes page bodies only), so a write that disturbed page flags or granules fails.
     """
     needed = 3 if fmt is AudioFormat.OGG_VORBIS else 2

@@ -9,8 +9,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tracktiond.formats import AudioFormat
-from tracktiond.tags import TagSystem, energy_field
+from tracktiond.media.formats import AudioFormat
+from tracktiond.media.tags import TagSystem, energy_field
 from tracktiond.tagwrite.keys import _MODES, KeyNotation, _parse_tonic
 
 
@@ -84,7 +84,7 @@ class TagWriteResult:
     format: AudioFormat | None = None
     target: str | None = None  # the real file written (differs from path for a symlink)
     # After a write, for the catalog: the new file's stat and its audio identity, computed the
-    # way tracktiond.ingest computes ``audio_hash`` (tags excluded).
+    # way tracktiond.media.probe computes ``audio_hash`` (tags excluded).
     audio_hash: str | None = None
     new_size: int | None = None
     new_mtime_ns: int | None = None

@@ -7,8 +7,8 @@ import errno
 import os
 import stat
 
-from tracktiond.formats import SNIFF_BYTES, AudioFormat, sniff
-from tracktiond.tags import (
+from tracktiond.media.formats import SNIFF_BYTES, AudioFormat, sniff
+from tracktiond.media.tags import (
     ID3V23_FALLBACK,
     TagField,
     TagSystem,

@@ -10,10 +10,10 @@ import os
 import stat
 import struct
 
-from tracktiond.audiohash import is_ogg
-from tracktiond.formats import AudioFormat
-from tracktiond.hashing import CHUNK_BYTES
-from tracktiond.tags import short_reason
+from tracktiond.media.audiohash import is_ogg
+from tracktiond.media.formats import AudioFormat
+from tracktiond.media.hashing import CHUNK_BYTES
+from tracktiond.media.tags import short_reason
 from tracktiond.tagwrite.apply import _apply, _id3v1_tail, _load, _restore_id3v1, _save
 from tracktiond.tagwrite.audiocheck import _audio_fingerprint, _catalog_audio_hash
 from tracktiond.tagwrite.model import (

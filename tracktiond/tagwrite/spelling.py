@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-from tracktiond.tags import TagSystem
+from tracktiond.media.tags import TagSystem
 from tracktiond.tagwrite.keys import format_key, parse_key
 from tracktiond.tagwrite.model import TagValues, TagWriteOptions
 

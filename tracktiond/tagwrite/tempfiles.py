@@ -13,7 +13,7 @@ _NAME_MAX = 255
 
 
 def is_temp_name(name: str) -> bool:
-    """Is ``name`` one of write_tags' temporary copies? (tracktiond.formats ignores them too.)"""
+    """Is ``name`` one of write_tags' temporary copies? (media.formats ignores them too.)"""
     return _TEMP_NAME.fullmatch(name) is not None
 
 

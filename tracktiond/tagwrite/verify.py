@@ -7,8 +7,8 @@ import os
 import struct
 from typing import Any
 
-from tracktiond.formats import SNIFF_BYTES, sniff
-from tracktiond.tags import TagSystem, lookup, short_reason
+from tracktiond.media.formats import SNIFF_BYTES, sniff
+from tracktiond.media.tags import TagSystem, lookup, short_reason
 from tracktiond.tagwrite.apply import _load
 from tracktiond.tagwrite.audiocheck import _audio_fingerprint, _xxh
 from tracktiond.tagwrite.model import _Failure, _Plan

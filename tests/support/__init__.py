@@ -1,0 +1,1 @@
+"""Test support: the audio generator, the throw-away PostgreSQL and graph servers, signals."""

@@ -1,0 +1,192 @@
+"""The catalog commands: check-config, db upgrade, scan, run (the daemon) and show."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import click
+
+from tracktiond.catalog.store import Catalog
+from tracktiond.cli.common import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_OK,
+    _fail,
+    config_option,
+    handled,
+    json_option,
+    load_command_config,
+)
+from tracktiond.cli.progress import ScanProgressBar
+from tracktiond.config import load_config
+from tracktiond.errors import ConfigError, TracktiondError
+from tracktiond.pipeline.reconcile import Scanner, ScanSummary, absolute_path
+
+log = logging.getLogger("tracktiond")
+
+
+@click.command("check-config")
+@config_option
+@json_option
+def check_config(config_path: Path | None, as_json: bool) -> None:
+    """Validate the configuration and print it as it takes effect (secrets redacted)."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        _fail(EXIT_CONFIG, str(exc))
+        return
+    data = {"source": str(config.source) if config.source else None, **config.redacted()}
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"# configuration from {data['source'] or 'built-in defaults'}: valid")
+    for section, values in config.redacted().items():
+        click.echo(f"[{section}]")
+        for key, value in values.items():
+            click.echo(f"{key} = {json.dumps(value)}")
+        click.echo()
+
+
+@click.group("db")
+def db() -> None:
+    """Catalog database maintenance."""
+
+
+@db.command("upgrade")
+@config_option
+@handled
+async def db_upgrade(config_path: Path | None) -> int:
+    """Create or migrate the catalog schema to the current version."""
+    config = load_command_config(config_path)
+    catalog = await Catalog.open(config.database_url)
+    try:
+        revision = await catalog.schema_revision()
+    finally:
+        await catalog.close()
+    click.echo(f"catalog schema at revision {revision}")
+    return EXIT_OK
+
+
+@click.command("scan")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@config_option
+@json_option
+@click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
+@handled
+async def scan(
+    paths: tuple[Path, ...], config_path: Path | None, as_json: bool, no_progress: bool
+) -> int:
+    """Catalog every audio file under PATHS (default: the configured roots) and exit."""
+    config = load_command_config(config_path)
+    targets = [str(p) for p in paths] or [str(p) for p in config.library.roots]
+    if not targets:
+        raise ConfigError(
+            f"{config.source or 'built-in defaults'}: [library] roots is empty and no PATH was "
+            "given: nothing to scan"
+        )
+    catalog = await Catalog.open(config.database_url)
+    show_bar = not as_json and not no_progress and sys.stderr.isatty()
+    try:
+        with ScanProgressBar(enabled=show_bar) as bar:
+            days = config.library.purge_missing_after_days
+            scanner = Scanner(
+                catalog,
+                concurrency=config.scan.concurrency,
+                max_attempts=config.scan.max_attempts,
+                follow_symlinks=config.library.follow_symlinks,
+                purge_missing_after=timedelta(days=days) if days else None,
+                progress=bar,
+            )
+            summary = await scanner.scan(targets)
+    finally:
+        await catalog.close()
+    _print_summary(summary, as_json)
+    return EXIT_OK
+
+
+def _print_summary(summary: ScanSummary, as_json: bool) -> None:
+    data = summary.as_dict()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    counts = ", ".join(
+        f"{data[k]} {k}"
+        for k in ("new", "changed", "moved", "duplicate", "missing", "unchanged", "failed")
+    )
+    click.echo(
+        f"scanned {data['files_seen']} files in {data['elapsed_seconds']:.1f} s "
+        f"({data['files_per_second']:.0f} files/s, "
+        f"{data['megabytes_per_second']:.1f} MB/s): {counts}"
+    )
+    for warning in summary.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if data["failed"]:
+        click.echo("see `tracktiond status` for the reasons files could not be cataloged")
+
+
+@click.command("run")
+@config_option
+def run(config_path: Path | None) -> None:
+    """Run the daemon: watch the roots, keep the catalog true, serve health and metrics."""
+    from tracktiond.service.daemon import run_daemon
+    from tracktiond.service.logs import setup_logging as _setup
+
+    try:
+        config = load_config(config_path.absolute() if config_path else None)
+    except ConfigError as exc:
+        _fail(EXIT_CONFIG, str(exc))
+        return
+    _setup(config.daemon.log_level)
+    if not config.library.roots:
+        log.warning("[library] roots is empty: nothing to watch until a reload adds roots")
+    try:
+        code = run_daemon(config)
+    except TracktiondError as exc:
+        log.error("%s", exc)
+        _fail(EXIT_FAILURE, str(exc))
+        return
+    except KeyboardInterrupt:
+        code = EXIT_OK
+    sys.exit(code)
+
+
+@click.command("show")
+@click.argument("path", type=click.Path(path_type=Path))
+@config_option
+@json_option
+@handled
+async def show(path: Path, config_path: Path | None, as_json: bool) -> int:
+    """What the catalog knows about one file: state, hashes, recording and metadata."""
+    config = load_command_config(config_path)
+    target = absolute_path(str(path))  # as scan records it
+    catalog = await Catalog.open(config.database_url)
+    try:
+        info = await catalog.recording_for_path(target)
+    finally:
+        await catalog.close()
+    if info is None:
+        click.echo(f"tracktiond: {target}: not in the catalog", err=True)
+        return EXIT_FAILURE
+    data = {k: (v if isinstance(v, int | str | dict | None) else str(v)) for k, v in info.items()}
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return EXIT_OK
+    for key in (
+        "path",
+        "state",
+        "last_error",
+        "recording_id",
+        "sha256_hash",
+        "xxh128_hash",
+        "size",
+    ):
+        if data.get(key) is not None:
+            click.echo(f"{key}: {data[key]}")
+    metadata: dict[str, str] = info["metadata"]
+    for key, value in sorted(metadata.items()):
+        click.echo(f"  {key} = {value}")
+    return EXIT_OK
