@@ -1,8 +1,8 @@
 """Shared fixtures: the catalog backends (SQLite file, real PostgreSQL) and temp libraries.
 
 Every catalog test runs against both backends. The PostgreSQL server is started once per test
-session from the machine's binaries (tests/support/pgserver.py); if it cannot start, the tests that need
-it fail with the reason: they are never skipped.
+session from the machine's binaries (tests/support/pgserver.py); if it cannot start, the tests
+that need it fail with the reason: they are never skipped.
 """
 
 from __future__ import annotations

@@ -15,9 +15,11 @@ from pathlib import Path
 import anyio
 import mutagen
 import pytest
-from test_daemon import Daemons, daemon_env, free_port, wait_until, write_config
-from test_daemon import daemons as daemons  # the fixture: kills what a test started
 
+from tests.acceptance.test_daemon import Daemons, daemon_env, free_port, wait_until, write_config
+from tests.acceptance.test_daemon import (
+    daemons as daemons,  # the fixture: kills what a test started
+)
 from tests.support import audiogen
 
 pytestmark = pytest.mark.anyio

