@@ -3,6 +3,11 @@
 Every catalog test runs against both backends. The PostgreSQL server is started once per test
 session from the machine's binaries (tests/support/pgserver.py); if it cannot start, the tests
 that need it fail with the reason: they are never skipped.
+
+Markers follow the directories: every test under tests/unit is marked ``unit``, under
+tests/integration ``integration``, under tests/acceptance ``acceptance``; every test that needs
+the PostgreSQL server (the ``postgres`` parameter of ``db_url``/``catalog``, or ``pg_server``
+itself) is marked ``postgres``. So ``-m unit`` or ``-m "not postgres"`` select what they say.
 """
 
 from __future__ import annotations
@@ -17,7 +22,30 @@ import pytest
 from tests.support.pgserver import PostgresServer
 from tracktiond.catalog import Catalog
 
-BACKENDS = ("sqlite", "postgres")
+BACKENDS = (
+    pytest.param("sqlite"),
+    pytest.param("postgres", marks=pytest.mark.postgres),
+)
+#: The marker each top-level test directory gives its tests.
+DIRECTORY_MARKERS = ("unit", "integration", "acceptance")
+_TESTS_DIR = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            top = item.path.relative_to(_TESTS_DIR).parts[0]
+        except ValueError:  # collected from outside tests/
+            continue
+        if top in DIRECTORY_MARKERS:
+            item.add_marker(top)
+        # The fixture's own postgres parameter carries the marker; this also covers a test that
+        # picks the backend itself (parametrize("db_url", ["postgres"], indirect=True)) or asks
+        # for the server directly.
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("db_url") == "postgres"
+        if on_postgres or "pg_server" in getattr(item, "fixturenames", ()):
+            item.add_marker("postgres")
 
 
 @pytest.fixture(scope="session")
