@@ -1,3 +1,5 @@
-from tracktiond.cli import main
+"""`python -m tracktiond`: the same entry point as the console script."""
+
+from tracktiond.startup import main
 
 main()

@@ -19,7 +19,8 @@ from tracktiond.catalog import Catalog
 from tracktiond.catalog.models import files, utcnow
 from tracktiond.catalog.store import Outcome
 from tracktiond.media import probe as ingest_module
-from tracktiond.pipeline.reconcile import Scanner, ScanSummary
+from tracktiond.pipeline.reconcile import ScanSummary
+from tracktiond.pipeline.scan import Scanner
 
 pytestmark = pytest.mark.anyio
 

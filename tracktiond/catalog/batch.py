@@ -28,6 +28,7 @@ from tracktiond.catalog.upkeep import (
     _write_analysis_metadata,
 )
 from tracktiond.catalog.values import JobResult, Outcome, to_int64
+from tracktiond.catalog.work import IngestQueue
 
 
 async def _record_new_batch(
@@ -187,9 +188,7 @@ async def _record_new_batch(
             missing_since=None,
             last_seen=now,
             updated_at=now,
-            lease_owner=None,
-            lease_expires=None,
-            not_before=None,
+            **IngestQueue.done(),
         ),
         file_params,
     )

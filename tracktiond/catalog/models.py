@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Uuid,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -105,6 +106,14 @@ class Analysis(Base):
     """One row per distinct audio stream: the analysis queue and its results."""
 
     __tablename__ = "analyses"
+    __table_args__ = (
+        Index(
+            "ix_analyses_lease_owner",
+            "lease_owner",
+            postgresql_where=text("lease_owner IS NOT NULL"),
+            sqlite_where=text("lease_owner IS NOT NULL"),
+        ),
+    )
 
     audio_hash: Mapped[str] = mapped_column(String(40), primary_key=True)
     state: Mapped[str] = mapped_column(String(16), index=True)
@@ -133,6 +142,13 @@ class File(Base):
         Index("ix_files_device_inode", "device", "inode"),
         Index("ix_files_lease_owner", "lease_owner"),
         Index("ix_files_recording_id_state", "recording_id", "state"),
+        # Partial: only rows under a tag lease are in it, so it costs nothing at rest.
+        Index(
+            "ix_files_tag_lease_owner",
+            "tag_lease_owner",
+            postgresql_where=text("tag_lease_owner IS NOT NULL"),
+            sqlite_where=text("tag_lease_owner IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -164,6 +180,11 @@ class File(Base):
     tag_fingerprint: Mapped[str | None] = mapped_column(String(80), nullable=True)
     tag_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
     tag_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The tag write-back queue's own lease (the ingest queue's is lease_owner/lease_expires).
+    tag_lease_owner: Mapped[str | None] = mapped_column(String(96), nullable=True)
+    tag_lease_expires: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    tag_not_before: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    tag_attempts: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class MetadataEntry(Base):

@@ -4,12 +4,13 @@ recent failures), duplicates, and one file's recording for ``tracktiond show``."
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 
-from tracktiond.catalog.base import StoreBase
+from tracktiond.catalog.base import StoreBase, _under
 from tracktiond.catalog.models import FileState, files, metadata_entries, recordings, utcnow
 from tracktiond.catalog.upkeep import _drop_if_orphan, _touch_graph
 from tracktiond.catalog.values import CatalogStatus, DuplicateGroup, Failure
@@ -31,6 +32,20 @@ class ReportsMixin(StoreBase):
                 await _drop_if_orphan(conn, rec_id)
             await _touch_graph(conn, affected)
             return len(affected)
+
+    async def queue_stats(self, roots: Sequence[str] = ()) -> tuple[int, datetime | None]:
+        """Pending files (under ``roots``, all when empty) and when the oldest became pending."""
+        where = [files.c.state == FileState.PENDING.value]
+        if roots:
+            where.append(or_(*[_under(r) for r in roots]))
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(func.count(), func.min(files.c.updated_at)).where(*where))
+            ).one()
+        oldest = row[1]
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        return int(row[0]), oldest
 
     async def status(self, failures: int = 10) -> CatalogStatus:
         st = CatalogStatus()

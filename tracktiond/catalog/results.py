@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tracktiond.catalog.base import StoreBase, _dialect_insert, _known, _known_select
 from tracktiond.catalog.batch import _record_new_batch
+from tracktiond.catalog.leases import DEFAULT_BACKOFF, Backoff
 from tracktiond.catalog.models import FileState, files, metadata_entries, recordings, utcnow
 from tracktiond.catalog.upkeep import (
     _drop_if_orphan,
@@ -26,8 +28,11 @@ from tracktiond.catalog.upkeep import (
     _touch_graph,
 )
 from tracktiond.catalog.values import JobResult, KnownFile, Outcome, to_int64
+from tracktiond.catalog.work import IngestQueue
 from tracktiond.errors import FailureClass, FileJobError, FileVanished
-from tracktiond.media.probe import IngestResult
+
+if TYPE_CHECKING:  # the catalog stores what media found, without importing its readers
+    from tracktiond.media.probe import IngestResult
 
 
 class ResultsMixin(StoreBase):
@@ -39,7 +44,7 @@ class ResultsMixin(StoreBase):
         *,
         max_attempts: int,
         owner: str | None = None,
-        retry_delay: Callable[[int], float] = lambda attempts: 0.0,
+        backoff: Backoff = DEFAULT_BACKOFF,
     ) -> list[Outcome]:
         """Apply a batch of ingest results in one transaction; returns one outcome per result.
 
@@ -55,7 +60,7 @@ class ResultsMixin(StoreBase):
             return [
                 outcomes[i]
                 if i in outcomes
-                else await self._record_one(conn, r, max_attempts, owner, retry_delay)
+                else await self._record_one(conn, r, max_attempts, owner, backoff)
                 for i, r in enumerate(results)
             ]
 
@@ -65,7 +70,7 @@ class ResultsMixin(StoreBase):
         jr: JobResult,
         max_attempts: int,
         owner: str | None,
-        retry_delay: Callable[[int], float],
+        backoff: Backoff,
     ) -> Outcome:
         row = (
             await conn.execute(
@@ -82,7 +87,7 @@ class ResultsMixin(StoreBase):
         now = utcnow()
         if jr.error is not None or jr.result is None:
             return await self._record_failure(
-                conn, known, row.attempts, jr.error, max_attempts, now, retry_delay
+                conn, known, row.attempts, jr.error, max_attempts, now, backoff
             )
         res = jr.result
         d = res.digest
@@ -101,9 +106,7 @@ class ResultsMixin(StoreBase):
             "missing_since": None,
             "last_seen": now,
             "updated_at": now,
-            "lease_owner": None,
-            "lease_expires": None,
-            "not_before": None,
+            **IngestQueue.done(),
         }
         existing = (
             await conn.execute(
@@ -215,11 +218,10 @@ class ResultsMixin(StoreBase):
         error: FileJobError | None,
         max_attempts: int,
         now: datetime,
-        retry_delay: Callable[[int], float],
+        backoff: Backoff,
     ) -> Outcome:
         reason = error.reason if error else "no result"
         klass = error.failure_class if error else FailureClass.BUG
-        attempts += 1
         if isinstance(error, FileVanished) and not _exists(known.path):
             await conn.execute(
                 update(files)
@@ -228,33 +230,34 @@ class ResultsMixin(StoreBase):
                     state=FileState.MISSING.value,
                     missing_since=now,
                     last_error="vanished while being scanned",
-                    attempts=attempts,
                     updated_at=now,
-                    lease_owner=None,
-                    lease_expires=None,
+                    **IngestQueue.done(),
                 )
             )
             if known.recording_id is not None:
                 await _repoint_recordings(conn, {known.recording_id})
                 await _touch_graph(conn, [known.recording_id])
             return Outcome.MISSING
-        retry = klass is FailureClass.TRANSIENT and attempts < max_attempts
+        attempt = IngestQueue.failed(
+            attempts,
+            retryable=klass is FailureClass.TRANSIENT,
+            max_attempts=max_attempts,
+            now=now,
+            backoff=backoff,
+        )
         await conn.execute(
             update(files)
             .where(files.c.id == known.id)
             .values(
-                state=FileState.PENDING.value if retry else FileState.FAILED.value,
+                state=FileState.PENDING.value if attempt.retry else FileState.FAILED.value,
                 error_class=klass.value,
                 last_error=reason,
-                attempts=attempts,
                 last_seen=now,
                 updated_at=now,
-                lease_owner=None,
-                lease_expires=None,
-                not_before=now + timedelta(seconds=retry_delay(attempts)) if retry else None,
+                **attempt.values,
             )
         )
-        return Outcome.RETRY if retry else Outcome.FAILED
+        return Outcome.RETRY if attempt.retry else Outcome.FAILED
 
     async def _move_source(
         self, conn: AsyncConnection, recording_id: uuid.UUID, exclude: int

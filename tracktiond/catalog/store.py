@@ -8,13 +8,14 @@ through ``self.engine`` (declared by ``base.StoreBase``):
 
 - ``discovery``: reconciling with a directory walk: known files by directory and by inode, new
   files queued, changed, renamed, restored and missing files, entries the walk could not stat;
-- ``queue``: the ingest work queue: leases on pending files, renewed and released; its depth;
+- ``leases`` and ``work``: the lease queue, and one instance of it per stage (ingest, analysis,
+  tag write-back), on ``Catalog.ingest_queue`` / ``analysis_queue`` / ``tag_queue``;
 - ``results``: applying ingest results: new content, duplicates, moves, edits, failures
   (``batch``: a first scan's new content in a few statements per batch);
-- ``analysis_queue``: the analysis queue (one row per audio stream) and its results;
+- ``analyses``: analysis results (one row per audio stream) and their counts;
 - ``tagstate``: tag write-back: which files' tags are in line with their analysis, and why not;
 - ``outbox``: the graph outbox and what the graph shows of each recording;
-- ``reports``: status, duplicates, ``show``, and purging long-missing files.
+- ``reports``: status, queue depth, duplicates, ``show``, and purging long-missing files.
 
 Shared by them: ``values`` (the dataclasses callers see), ``base`` (the base class and statement
 helpers) and ``upkeep`` (writes inside a transaction that keep a recording's rows consistent).
@@ -22,18 +23,20 @@ The value types are re-exported here, so ``tracktiond.catalog.store`` stays the 
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Sequence
+from typing import Any
+
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tracktiond.catalog import migrate
-from tracktiond.catalog.analysis_queue import AnalysisQueueMixin
+from tracktiond.catalog.analyses import AnalysisResultsMixin
 from tracktiond.catalog.base import IN_CHUNK
 from tracktiond.catalog.database import create_engine
 from tracktiond.catalog.discovery import DiscoveryMixin
+from tracktiond.catalog.leases import LeaseQueue, dead_local_owners
 from tracktiond.catalog.outbox import GraphOutboxMixin
-from tracktiond.catalog.queue import WorkQueueMixin
 from tracktiond.catalog.reports import ReportsMixin
 from tracktiond.catalog.results import ResultsMixin
 from tracktiond.catalog.tagstate import TagStateMixin
@@ -51,8 +54,7 @@ from tracktiond.catalog.values import (
     TagJob,
     to_int64,
 )
-from tracktiond.config import redact_url
-from tracktiond.errors import CatalogUnavailable
+from tracktiond.catalog.work import AnalysisQueue, IngestQueue, TagQueue
 
 __all__ = [
     "IN_CHUNK",
@@ -71,14 +73,11 @@ __all__ = [
     "to_int64",
 ]
 
-_TRANSIENT_DB_ERRORS = (OperationalError, SAInterfaceError, OSError, ConnectionError)
-
 
 class Catalog(
     DiscoveryMixin,
-    WorkQueueMixin,
     ResultsMixin,
-    AnalysisQueueMixin,
+    AnalysisResultsMixin,
     TagStateMixin,
     GraphOutboxMixin,
     ReportsMixin,
@@ -89,9 +88,19 @@ class Catalog(
         self.engine = engine
         self.url = url
         self.dialect = engine.dialect.name
+        self.ingest_queue = IngestQueue(engine)
+        self.analysis_queue = AnalysisQueue(engine)
+        self.tag_queue = TagQueue(engine)
+        self.queues: tuple[LeaseQueue[Any, Any], ...] = (
+            self.ingest_queue,
+            self.analysis_queue,
+            self.tag_queue,
+        )
 
     @classmethod
     async def open(cls, url: str, *, upgrade: bool = True) -> Catalog:
+        """Connect (and migrate, with ``upgrade``). A catalog that cannot be reached or used
+        raises CatalogUnavailable: the engine translates driver errors (see database.py)."""
         engine = create_engine(url)
         catalog = cls(engine, url)
         try:
@@ -99,14 +108,9 @@ class Catalog(
                 await migrate.upgrade(engine)
             else:
                 await catalog.ping()
-        except _TRANSIENT_DB_ERRORS as exc:
+        except Exception:
             await engine.dispose()
-            raise CatalogUnavailable(
-                f"catalog {redact_url(url)} unreachable: {_reason(exc)}"
-            ) from exc
-        except DBAPIError as exc:
-            await engine.dispose()
-            raise CatalogUnavailable(f"catalog {redact_url(url)} unusable: {_reason(exc)}") from exc
+            raise
         return catalog
 
     async def close(self) -> None:
@@ -119,8 +123,20 @@ class Catalog(
     async def schema_revision(self) -> str | None:
         return await migrate.current_revision(self.engine)
 
+    # -- leases across every queue -------------------------------------------------------------
 
-def _reason(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None)
-    text_ = str(orig or exc).strip().splitlines()
-    return text_[0] if text_ else type(exc).__name__
+    async def release_leases(self, owners: Sequence[str]) -> int:
+        """Give the work ``owners`` hold in any queue back (a graceful stop, dead owners)."""
+        return sum([await queue.release(owners) for queue in self.queues])
+
+    async def lease_owners(self, prefix: str) -> list[str]:
+        """Distinct owners of leases in any queue whose id starts with ``prefix``."""
+        owners: set[str] = set()
+        for queue in self.queues:
+            owners |= await queue.owners(prefix)
+        return sorted(owners)
+
+    async def release_dead_local_leases(self) -> int:
+        """Leases held by earlier processes on this host that no longer run (kill -9, crash)."""
+        dead = dead_local_owners(await self.lease_owners(f"{socket.gethostname()}:"))
+        return await self.release_leases(dead)

@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -27,7 +28,9 @@ from tracktiond.catalog.models import (
     tracklists,
     utcnow,
 )
-from tracktiond.media.probe import IngestResult
+
+if TYPE_CHECKING:  # the catalog stores what media found, without importing its readers
+    from tracktiond.media.probe import IngestResult
 
 
 def _duration(res: IngestResult) -> float | None:

@@ -8,10 +8,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracktiond.errors import FileJobError
-from tracktiond.media.probe import IngestResult
+
+if TYPE_CHECKING:  # the catalog stores what media found, without importing its readers
+    from tracktiond.media.probe import IngestResult
 
 _INT64 = 1 << 63
 

@@ -12,12 +12,18 @@ import click
 
 from tracktiond import __version__
 from tracktiond.cli import analysis, commands, graph, status
+from tracktiond.startup import restore_default_signals
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tracktiond")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """tracktiond keeps a catalog of a large music library true to the disk."""
+    # The entry point deferred stop signals while the CLI was imported (tracktiond.startup);
+    # the daemon takes them over itself, every other command wants the defaults back.
+    if ctx.invoked_subcommand != "run":
+        restore_default_signals()
 
 
 for command in (

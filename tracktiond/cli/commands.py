@@ -24,7 +24,8 @@ from tracktiond.cli.common import (
 from tracktiond.cli.progress import ScanProgressBar
 from tracktiond.config import load_config
 from tracktiond.errors import ConfigError, TracktiondError
-from tracktiond.pipeline.reconcile import Scanner, ScanSummary, absolute_path
+from tracktiond.pipeline.reconcile import ScanSummary, absolute_path
+from tracktiond.pipeline.scan import Scanner
 
 log = logging.getLogger("tracktiond")
 

@@ -9,28 +9,21 @@ worker processes of tracktiond.analysis.pool. Results land in ``metadata`` rows 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
-from functools import partial
 from typing import Any
-
-import anyio
 
 from tracktiond.analysis.pool import AnalysisFailed, AnalysisPool
 from tracktiond.analysis.settings import ANALYSIS_VERSION, AnalysisSettings
-from tracktiond.catalog.health import CatalogHealth, guarded
+from tracktiond.catalog.leases import DEFAULT_BACKOFF, Backoff
 from tracktiond.catalog.store import AnalysisJob, Catalog
+from tracktiond.catalog.work import AnalysisQueue
 from tracktiond.config import AnalysisConfig
 from tracktiond.errors import FailureClass
-from tracktiond.pipeline.wakeup import Wakeup
+from tracktiond.pipeline.stage import Finished, Stage, StageEvent
 
 log = logging.getLogger(__name__)
-
-LEASE = timedelta(minutes=30)
-
-# (job, state, seconds, failure class or None, audio seconds)
-ResultHook = Callable[[AnalysisJob, str, float, str | None, float], None]
 
 
 def settings_from_config(config: AnalysisConfig) -> AnalysisSettings:
@@ -48,132 +41,134 @@ def worker_count(config: AnalysisConfig, cpus: int) -> int:
     return config.workers or max(1, cpus // 2)
 
 
-class AnalysisStage:
+@dataclass(frozen=True, slots=True)
+class Analysed:
+    """What analysing one stream gave: results, or the failure; and the settings used."""
+
+    settings: AnalysisSettings
+    results: dict[str, Any] | None = None
+    metadata: dict[str, str] | None = None
+    audio_seconds: float = 0.0
+    failure: tuple[FailureClass, str] | None = None
+
+
+class AnalysisStage(Stage[AnalysisJob, Analysed]):
+    name = "analysis"
+
     def __init__(
         self,
         catalog: Catalog,
         config: AnalysisConfig,
         *,
-        owner: str,
         cpus: int,
-        health: CatalogHealth | None = None,
-        on_result: ResultHook | None = None,
-        idle_poll: float = 5.0,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        pool: AnalysisPool | None = None,
     ) -> None:
         self.catalog = catalog
         self.config = config
         self.settings = settings_from_config(config)
-        self.owner = owner
         self.concurrency = worker_count(config, cpus)
-        self.health = health
-        self.on_result = on_result
-        self.idle_poll = idle_poll
-        self.busy = 0
-        self._wake = Wakeup()
-        self._accepting = True
-        self.pool = AnalysisPool(
+        self.backoff = backoff
+        self.pool = pool or AnalysisPool(
             self.concurrency,
             memory_limit_bytes=config.memory_limit_mb * 1024 * 1024,
             timeout_base=config.timeout_base,
             timeout_factor=config.timeout_factor,
         )
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop_claiming(self) -> None:
-        self._accepting = False
-        self._wake.set()
+    @property
+    def queue(self) -> AnalysisQueue:
+        return self.catalog.analysis_queue
 
     def reconfigure(self, config: AnalysisConfig) -> None:
         """New settings apply to the next claims; finished analyses with other settings are
         re-analysed lazily (their settings fingerprint no longer matches)."""
         self.config = config
         self.settings = settings_from_config(config)
-        self._wake.set()
 
-    async def _db(self, fn: Callable[[], Any]) -> Any:
-        return await guarded(self.health, fn)
+    async def claim(self, owner: str, limit: int, lease: timedelta) -> list[AnalysisJob]:
+        fingerprint = self.settings.fingerprint()
+        return await self.catalog.analysis_queue.claim(owner, limit, fingerprint, lease)
 
-    async def run(self) -> None:
-        limiter = anyio.CapacityLimiter(self.concurrency)
-        try:
-            async with anyio.create_task_group() as tg:
-                while self._accepting:
-                    # fresh event before claiming: a wake() during the claim is not lost
-                    self._wake.arm()
-                    free = self.concurrency - self.busy
-                    jobs: list[AnalysisJob] = []
-                    if free > 0:
-                        jobs = await self._db(
-                            partial(
-                                self.catalog.claim_analyses,
-                                self.owner,
-                                free,
-                                LEASE,
-                                self.settings.fingerprint(),
-                            )
-                        )
-                    for job in jobs:
-                        self.busy += 1
-                        tg.start_soon(self._analyse, job, limiter)
-                    if jobs:
-                        continue
-                    await self._wake.wait(self.idle_poll)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self.pool.aclose()
+    def describe(self, job: AnalysisJob) -> tuple[int | str, str]:
+        return job.audio_hash, job.path
 
-    async def _analyse(self, job: AnalysisJob, limiter: anyio.CapacityLimiter) -> None:
+    async def process(self, job: AnalysisJob) -> Analysed:
         settings = self.settings
-        extra = {"path": job.path, "job_id": job.audio_hash}
-        started = time.monotonic()
-        failure: tuple[FailureClass, str] | None = None
-        results: dict[str, Any] | None = None
-        metadata: dict[str, str] | None = None
         try:
-            async with limiter:
-                result = await self.pool.analyze(job.path, settings, job.duration)
-            results = {"result": result.to_dict(), "metadata": result.to_metadata()}
-            metadata = result.to_metadata()
-            audio_seconds = float(result.duration)
+            result = await self.pool.analyze(job.path, settings, job.duration)
         except AnalysisFailed as exc:
-            failure = (exc.failure_class, exc.reason)
-            audio_seconds = 0.0
             log.warning(
                 "analysis of %s failed: %s",
                 job.path,
                 exc.reason,
-                extra={**extra, "failure_class": exc.failure_class.value},
+                extra={
+                    "path": job.path,
+                    "job_id": job.audio_hash,
+                    "failure_class": exc.failure_class.value,
+                },
             )
-        finally:
-            self.busy -= 1
-            self._wake.set()  # a worker is free: claim the next job now
-        elapsed = time.monotonic() - started
-        with anyio.CancelScope(shield=True):
-            state = await self._db(
-                partial(
-                    self.catalog.record_analysis,
-                    job,
-                    self.owner,
-                    fingerprint=settings.fingerprint(),
-                    version=ANALYSIS_VERSION,
-                    results=results,
-                    metadata=metadata,
-                    failure=failure,
-                    elapsed=elapsed,
-                    max_attempts=self.config.max_attempts,
+            return Analysed(settings, failure=(exc.failure_class, exc.reason))
+        metadata = result.to_metadata()
+        return Analysed(
+            settings,
+            results={"result": result.to_dict(), "metadata": metadata},
+            metadata=metadata,
+            audio_seconds=float(result.duration),
+        )
+
+    def crashed(self, job: AnalysisJob, exc: Exception) -> Analysed:
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+        return Analysed(self.settings, failure=(FailureClass.BUG, reason))
+
+    async def record(
+        self, owner: str, done: Sequence[Finished[AnalysisJob, Analysed]]
+    ) -> list[StageEvent]:
+        events = []
+        for f in done:
+            job, a = f.job, f.result
+            state = await self.catalog.record_analysis(
+                job,
+                owner,
+                fingerprint=a.settings.fingerprint(),
+                version=ANALYSIS_VERSION,
+                results=a.results,
+                metadata=a.metadata,
+                failure=a.failure,
+                elapsed=f.seconds,
+                max_attempts=self.config.max_attempts,
+                backoff=self.backoff,
+            )
+            extra = {"path": job.path, "job_id": job.audio_hash}
+            if state == "lost":
+                log.warning(
+                    "analysis of %s finished after its lease went to another worker; "
+                    "its result is dropped",
+                    job.path,
+                    extra=extra,
+                )
+            elif a.failure is None:
+                log.info(
+                    "analysed %s in %.1f s (%.0fx real time)",
+                    job.path,
+                    f.seconds,
+                    a.audio_seconds / f.seconds if f.seconds > 0 else 0.0,
+                    extra=extra,
+                )
+            events.append(
+                StageEvent(
+                    stage=self.name,
+                    job_id=job.audio_hash,
+                    path=job.path,
+                    outcome=state,
+                    seconds=f.seconds,
+                    failure_class=a.failure[0].value if a.failure else None,
+                    reason=a.failure[1] if a.failure else None,
+                    final=state != "pending",
+                    audio_seconds=a.audio_seconds,
                 )
             )
-        if failure is None:
-            log.info(
-                "analysed %s in %.1f s (%.0fx real time)",
-                job.path,
-                elapsed,
-                audio_seconds / elapsed if elapsed > 0 else 0.0,
-                extra=extra,
-            )
-        if self.on_result is not None:
-            self.on_result(
-                job, state, elapsed, failure[0].value if failure else None, audio_seconds
-            )
+        return events
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()

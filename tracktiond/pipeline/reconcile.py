@@ -1,25 +1,22 @@
-"""Reconciling the catalog with the disk: the one-shot scan and the daemon's reconcile walks.
+"""Reconciling the catalog with the disk: the walks of the one-shot scan and of the daemon.
 
 The Reconciler walks directories (on a thread, batch by batch) and compares each batch with the
 catalog: unchanged files cost their `stat` and nothing else (DESIGN invariant 3); new and changed
 files become pending rows, which are the work queue; renames with the same inode are re-pointed
 without any read; vanished files are marked missing. It never reads a file.
 
-The Scanner runs a Reconciler and an IngestPool (pipeline.ingest) side by side: the pool claims
-the pending rows as they appear and hashes and reads them. Memory stays flat whatever the library
-size: batches and in-flight jobs are bounded, the database holds the backlog.
+The ingest stage (pipeline.ingest) claims the pending rows as they appear and reads them; the
+one-shot scan (pipeline.scan) runs both side by side. Memory stays flat whatever the library
+size: batches are bounded, the database holds the backlog.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
-from functools import partial
 from typing import Protocol
 
 import anyio
@@ -28,13 +25,11 @@ from tracktiond.catalog.models import FileState
 from tracktiond.catalog.store import (
     Catalog,
     Job,
-    JobResult,
     KnownFile,
     Observed,
     Outcome,
     to_int64,
 )
-from tracktiond.pipeline.ingest import IngestPool
 from tracktiond.pipeline.walk import DirBatch, Walker, WalkFailure, observe_file
 
 log = logging.getLogger(__name__)
@@ -305,71 +300,3 @@ def _path_kind(path: str) -> str:
 
 def _under_any(directory: str, parents: set[str]) -> bool:
     return any(directory == p or directory.startswith(p.rstrip("/") + "/") for p in parents)
-
-
-class Scanner:
-    """The one-shot scan: reconcile the given paths and ingest everything that became pending."""
-
-    def __init__(
-        self,
-        catalog: Catalog,
-        *,
-        concurrency: int = 0,
-        max_attempts: int = 3,
-        follow_symlinks: bool = True,
-        purge_missing_after: timedelta | None = None,
-        progress: ScanProgress | None = None,
-    ) -> None:
-        self.catalog = catalog
-        self.summary = ScanSummary()
-        self.progress: ScanProgress = progress or _NoProgress()
-        self.purge_missing_after = purge_missing_after
-        workers = concurrency or default_concurrency()
-        self.pool = IngestPool(
-            catalog,
-            concurrency=workers,
-            # A wide window of claimed jobs keeps every worker busy and lets the writer commit
-            # results in real batches; the jobs are rows in the catalog, so it costs no safety.
-            max_in_flight=max(64, workers * 16),
-            # Nobody waits on a single file here: let the writer gather bigger batches.
-            write_linger=0.25,
-            max_attempts=max_attempts,
-            # A one-shot scan retries transient failures after a short pause, not minutes.
-            retry_delay=lambda attempts: 0.25 * attempts,
-            on_result=self._on_result,
-        )
-        self.reconciler = Reconciler(
-            catalog,
-            follow_symlinks=follow_symlinks,
-            progress=self.progress,
-            on_queued=lambda _n: self.pool.wake(),
-            summary=self.summary,
-        )
-
-    def _on_result(self, job: Job, outcome: Outcome, jr: JobResult, seconds: float) -> None:
-        size = jr.result.digest.size if jr.result else 0
-        self.summary.bytes_read += size
-        if outcome is not Outcome.RETRY:
-            self.summary.count(outcome)
-        self.progress.processed(outcome, size)
-
-    async def scan(self, paths: Sequence[str]) -> ScanSummary:
-        started = time.monotonic()
-        roots = [absolute_path(p) for p in paths]
-        self.pool.roots = roots
-        walked = anyio.Event()
-
-        async def reconcile() -> None:
-            try:
-                await self.reconciler.reconcile_roots(roots)
-            finally:
-                walked.set()
-                self.pool.wake()
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(partial(self.pool.run, until_drained=walked))
-            tg.start_soon(reconcile)
-        if self.purge_missing_after is not None:
-            await self.catalog.purge_missing(self.purge_missing_after)
-        self.summary.elapsed = time.monotonic() - started
-        return self.summary

@@ -11,27 +11,27 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
-from functools import partial
 from typing import Any
 
 import anyio
 
-from tracktiond.catalog.health import CatalogHealth, guarded
+from tracktiond.catalog.leases import Backoff
 from tracktiond.catalog.store import Catalog, Job, JobResult, TagJob
+from tracktiond.catalog.work import TagQueue
 from tracktiond.config import TaggingConfig
 from tracktiond.errors import FileJobError
 from tracktiond.media import probe
-from tracktiond.pipeline.wakeup import Wakeup
+from tracktiond.pipeline.stage import Finished, Stage, StageEvent
 from tracktiond.tagwrite import TagValues, TagWriteOptions, TagWriteResult, write_tags
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)
-RETRY_AFTER = timedelta(minutes=1)
-
-ResultHook = Callable[[TagJob, str], None]
+# A write that failed for a passing reason (the file changed meanwhile, the disk was full) is
+# tried again a minute later, then two, four ...
+RETRY_BACKOFF = Backoff(base=60.0, cap=1800.0)
 
 
 def options_from_config(config: TaggingConfig) -> TagWriteOptions:
@@ -67,131 +67,136 @@ def values_from_analysis(result: dict[str, Any], *, with_energy: bool) -> TagVal
     )
 
 
-async def write_and_record(
-    catalog: Catalog,
-    job: TagJob,
-    options: TagWriteOptions,
-    owner: str | None,
-    *,
-    max_attempts: int = 3,
-) -> tuple[str, TagWriteResult]:
-    """Write one file's tags and bring its catalog row in line; returns (status, result)."""
+@dataclass(frozen=True, slots=True)
+class TagWrite:
+    """What writing one file's tags gave: the status to record ("written", "unchanged",
+    "skipped", "failed", or "retry" for a passing failure), the write's result, and the file
+    as re-read after a write."""
+
+    status: str
+    result: TagWriteResult
+    reread: JobResult | None = None
+
+
+def write_file_tags(job: TagJob, options: TagWriteOptions) -> TagWrite:
+    """Write one file's tags and re-read it (blocking: run it on a worker thread)."""
     try:
         values = values_from_analysis(job.analysis, with_energy=options.energy_field is not None)
     except ValueError as exc:  # an analysis value no tag can hold (NaN, 0 BPM): write nothing
-        result = TagWriteResult(path=job.path, error=f"analysis values not writable: {exc}")
-        await catalog.record_tag_write(job, owner, "failed", result.error, release=True)
-        return "failed", result
-    result = await anyio.to_thread.run_sync(write_tags, job.path, values, options)
-    if result.error and result.retryable:
-        # e.g. the file changed during the write, or the disk is full: leave the job due, and
-        # let its lease run out first so it is retried a minute later, not in a tight loop.
-        await catalog.hold_lease(job.file_id, owner, RETRY_AFTER)
-        return "retry", result
+        return TagWrite(
+            "failed", TagWriteResult(path=job.path, error=f"analysis values not writable: {exc}")
+        )
+    result = write_tags(job.path, values, options)
     if result.error:
-        status = "failed"
-    elif result.skipped_reason:
-        status = "skipped"
-    elif result.written:
-        status = "written"
-    else:
-        status = "unchanged"
-    await catalog.record_tag_write(
+        return TagWrite("retry" if result.retryable else "failed", result)
+    if result.skipped_reason:
+        return TagWrite("skipped", result)
+    if not result.written:
+        return TagWrite("unchanged", result)
+    # Re-read the rewritten file now, so its row matches the disk before the watcher reports
+    # the change; the audio identity is unchanged, so nothing is analysed or written again.
+    file_job = Job(job.file_id, job.path)
+    try:
+        reread = JobResult(file_job, result=probe.ingest_file(job.path))
+    except FileJobError as exc:
+        reread = JobResult(file_job, error=exc)
+    return TagWrite("written", result, reread)
+
+
+async def record_tag_write(
+    catalog: Catalog,
+    job: TagJob,
+    write: TagWrite,
+    owner: str | None,
+    *,
+    max_attempts: int = 3,
+    backoff: Backoff = RETRY_BACKOFF,
+) -> str:
+    """Record what writing ``job``'s tags gave; returns the status recorded ("lost" when the
+    row moved or the lease went to another worker)."""
+    result = write.result
+    status = await catalog.record_tag_write(
         job,
         owner,
-        status,
+        write.status,
         result.error or result.skipped_reason,
-        release=not result.written,
+        max_attempts=max_attempts,
+        backoff=backoff,
     )
-    if result.written:
-        # Re-read the rewritten file now and record it, under our lease: its row then matches
-        # the disk before the watcher reports the change, and the audio identity is unchanged,
-        # so nothing is analysed or written again.
-        try:
-            fresh = await anyio.to_thread.run_sync(probe.ingest_file, job.path)
-            jr = JobResult(Job(job.file_id, job.path), result=fresh)
-        except FileJobError as exc:
-            jr = JobResult(Job(job.file_id, job.path), error=exc)
-        await catalog.record_results([jr], max_attempts=max_attempts, owner=owner)
-    return status, result
+    if write.reread is not None:
+        await catalog.record_results([write.reread], max_attempts=max_attempts)
+    return status or "lost"
 
 
-class TaggingStage:
-    def __init__(
-        self,
-        catalog: Catalog,
-        config: TaggingConfig,
-        *,
-        owner: str,
-        concurrency: int = 2,
-        health: CatalogHealth | None = None,
-        on_result: ResultHook | None = None,
-        idle_poll: float = 5.0,
-    ) -> None:
+async def write_and_record(
+    catalog: Catalog, job: TagJob, options: TagWriteOptions, owner: str | None
+) -> tuple[str, TagWriteResult]:
+    """Write one file's tags and bring its catalog row in line (the one-shot `tag` command)."""
+    write = await anyio.to_thread.run_sync(write_file_tags, job, options)
+    return await record_tag_write(catalog, job, write, owner), write.result
+
+
+class TaggingStage(Stage[TagJob, TagWrite]):
+    name = "tags"
+    shield_process = True  # a write in progress is finished, never torn
+
+    def __init__(self, catalog: Catalog, config: TaggingConfig, *, max_attempts: int = 3) -> None:
         self.catalog = catalog
         self.options = options_from_config(config)
-        self.owner = owner
-        self.concurrency = concurrency
-        self.health = health
-        self.on_result = on_result
-        self.idle_poll = idle_poll
-        self.busy = 0
-        self._wake = Wakeup()
-        self._accepting = True
+        self.max_attempts = max_attempts
+        self.backoff = RETRY_BACKOFF
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop_claiming(self) -> None:
-        self._accepting = False
-        self._wake.set()
+    @property
+    def queue(self) -> TagQueue:
+        return self.catalog.tag_queue
 
     def reconfigure(self, config: TaggingConfig) -> None:
         self.options = options_from_config(config)
-        self._wake.set()
 
-    async def _db(self, fn: Callable[[], Any]) -> Any:
-        return await guarded(self.health, fn)
+    async def claim(self, owner: str, limit: int, lease: timedelta) -> list[TagJob]:
+        fingerprint = options_fingerprint(self.options)
+        return await self.catalog.tag_queue.claim(owner, limit, fingerprint, lease)
 
-    async def run(self) -> None:
-        async with anyio.create_task_group() as tg:
-            while self._accepting:
-                self._wake.arm()
-                free = self.concurrency - self.busy
-                jobs: list[TagJob] = []
-                if free > 0:
-                    fp = options_fingerprint(self.options)
-                    jobs = await self._db(
-                        partial(self.catalog.claim_tag_writes, self.owner, free, LEASE, fp)
-                    )
-                for job in jobs:
-                    self.busy += 1
-                    tg.start_soon(self._one, job)
-                if jobs:
-                    continue
-                await self._wake.wait(self.idle_poll)
+    async def process(self, job: TagJob) -> TagWrite:
+        return await anyio.to_thread.run_sync(write_file_tags, job, self.options)
 
-    async def _one(self, job: TagJob) -> None:
-        try:
-            with anyio.CancelScope(shield=True):  # a write in progress is finished, not torn
-                status, result = await self._db(
-                    partial(write_and_record, self.catalog, job, self.options, self.owner)
-                )
-        finally:
-            self.busy -= 1
-            self._wake.set()
-        extra = {"path": job.path, "job_id": job.file_id, "tag_status": status}
-        if status == "written":
-            changed = ", ".join(f"{c.field}={c.new}" for c in result.changes)
-            log.info("wrote tags to %s: %s", job.path, changed, extra=extra)
-        elif status in ("failed", "skipped"):
-            log.warning(
-                "tags of %s not written: %s",
-                job.path,
-                result.error or result.skipped_reason,
-                extra=extra,
+    def crashed(self, job: TagJob, exc: Exception) -> TagWrite:
+        error = f"internal error: {type(exc).__name__}: {exc}"
+        return TagWrite("failed", TagWriteResult(path=job.path, error=error))
+
+    async def record(
+        self, owner: str, done: Sequence[Finished[TagJob, TagWrite]]
+    ) -> list[StageEvent]:
+        events = []
+        for f in done:
+            job, write = f.job, f.result
+            status = await record_tag_write(
+                self.catalog,
+                job,
+                write,
+                owner,
+                max_attempts=self.max_attempts,
+                backoff=self.backoff,
             )
-        if status == "retry":
-            log.info("tags of %s will be written later: %s", job.path, result.error, extra=extra)
-        if self.on_result is not None:
-            self.on_result(job, status)
+            result = write.result
+            reason = result.error or result.skipped_reason
+            extra = {"path": job.path, "job_id": job.file_id, "tag_status": status}
+            if status == "written":
+                changed = ", ".join(f"{c.field}={c.new}" for c in result.changes)
+                log.info("wrote tags to %s: %s", job.path, changed, extra=extra)
+            elif status in ("failed", "skipped"):
+                log.warning("tags of %s not written: %s", job.path, reason, extra=extra)
+            elif status == "retry":
+                log.info("tags of %s will be written later: %s", job.path, reason, extra=extra)
+            events.append(
+                StageEvent(
+                    stage=self.name,
+                    job_id=job.file_id,
+                    path=job.path,
+                    outcome=status,
+                    seconds=f.seconds,
+                    reason=reason if status in ("failed", "skipped", "retry") else None,
+                    final=status != "retry",
+                )
+            )
+        return events

@@ -20,13 +20,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 import anyio
 from anyio.abc import TaskStatus
 from watchfiles import Change, awatch
 
 from tracktiond.media.formats import extension
-from tracktiond.service.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,14 @@ class _Dirty:
     size_mtime: tuple[int, int] | None = None
 
 
+class WatchCounters(Protocol):
+    """What a watcher counts (the daemon's metrics): events seen, falls back to polling."""
+
+    def saw(self, change: str) -> None: ...
+
+    def fell_back(self) -> None: ...
+
+
 class RootWatcher:
     def __init__(
         self,
@@ -103,7 +111,7 @@ class RootWatcher:
         settle: float,
         poll_interval: float,
         on_settled: Settled,
-        metrics: Metrics | None = None,
+        counters: WatchCounters | None = None,
         max_dirty: int = 10_000,
         debounce_ms: int = 400,
     ) -> None:
@@ -111,7 +119,7 @@ class RootWatcher:
         self.settle = settle
         self.poll_interval = poll_interval
         self.on_settled = on_settled
-        self.metrics = metrics
+        self.counters = counters
         self.max_dirty = max_dirty
         self.debounce_ms = debounce_ms
         self.mode = WatchMode.STARTING
@@ -168,8 +176,8 @@ class RootWatcher:
                 try:
                     await self._watch_live(task_status)
                 except Exception as exc:  # inotify limits, permission, watcher bugs
-                    if self.metrics:
-                        self.metrics.watch_fallbacks.inc()
+                    if self.counters:
+                        self.counters.fell_back()
                     self._set_mode(WatchMode.POLL, f"watcher failed: {exc}")
                     self._mark_started(task_status)
                     await self._poll_until_gone()
@@ -211,8 +219,8 @@ class RootWatcher:
                 self._mark_started(task_status)
             now = time.monotonic()
             for change, path in changes:
-                if self.metrics:
-                    self.metrics.watcher_events.labels(change.name).inc()
+                if self.counters:
+                    self.counters.saw(change.name)
                 if len(self._dirty) >= self.max_dirty and path not in self._dirty:
                     self._overflow = True  # too many to track: reconcile the whole root
                     self._event.set()

@@ -29,6 +29,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from tracktiond import __version__
+from tracktiond.pipeline.stage import StageEvent
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
@@ -241,6 +242,26 @@ class Metrics:
         self.reload_timestamp.set_to_current_time()
         if snapshot is not None:
             r.register(_SnapshotCollector(snapshot, graph or (lambda: None)))
+
+    def observe(self, event: StageEvent) -> None:
+        """Count what one job of a stage came to."""
+        self.jobs.labels(event.stage, event.outcome).inc()
+        self.stage_duration.labels(event.stage).observe(event.seconds)
+        if event.failure_class is not None:
+            self.job_failures.labels(event.stage, event.failure_class).inc()
+        if event.stage == "analysis" and event.audio_seconds > 0 and event.seconds > 0:
+            self.analysis_audio.inc(event.audio_seconds)
+            self.analysis_realtime.set(event.audio_seconds / event.seconds)
+        if event.stage == "tags":
+            self.tag_writes.labels(event.outcome).inc()
+
+    # the watchers' counters (pipeline.watch.WatchCounters)
+
+    def saw(self, change: str) -> None:
+        self.watcher_events.labels(change).inc()
+
+    def fell_back(self) -> None:
+        self.watch_fallbacks.inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,0 +1,169 @@
+"""The stages' work queues, each a :class:`~tracktiond.catalog.leases.LeaseQueue`.
+
+- ``IngestQueue``: pending file rows (``files.lease_*``), in id order, optionally under some
+  roots; a job is the file's id and path.
+- ``AnalysisQueue``: one row per audio stream (``analyses``): new streams first, then those
+  analysed with other settings or an older version (re-analysed lazily); a job also names one
+  present file that holds the stream.
+- ``TagQueue``: cataloged files whose analysis is done but whose tags were not yet brought in
+  line with it or with the tagging options (``files.tag_lease_*``: its own lease columns, so
+  the ingest lease of a file and its tag lease never extend each other).
+
+A new stage adds its queue here: its table and lease columns, what is due, and what a job is."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Column, Select, and_, case, exists, or_, select
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tracktiond.catalog.base import _under
+from tracktiond.catalog.leases import LeaseQueue
+from tracktiond.catalog.models import AnalysisState, FileState, analyses, files, recordings
+from tracktiond.catalog.values import AnalysisJob, Job, TagJob
+
+
+class IngestQueue(LeaseQueue[Sequence[str], Job]):
+    """Pending files; the claim context is the roots to stay under (all when empty)."""
+
+    name = "ingest"
+    table = files
+    key = files.c.id
+    owner = files.c.lease_owner
+    expires = files.c.lease_expires
+    not_before = files.c.not_before
+    attempts = files.c.attempts
+
+    def due(self, context: Sequence[str]) -> Select[Any]:
+        where = [files.c.state == FileState.PENDING.value]
+        if context:
+            where.append(or_(*[_under(r) for r in context]))
+        return select(files.c.id).where(*where).order_by(files.c.id)
+
+    def returning(self) -> Sequence[Column[Any]]:
+        return (files.c.id, files.c.path)
+
+    async def jobs(
+        self, conn: AsyncConnection, rows: Sequence[Row[Any]], context: Sequence[str]
+    ) -> list[Job]:
+        return sorted((Job(r.id, r.path) for r in rows), key=lambda j: j.file_id)
+
+
+class AnalysisQueue(LeaseQueue[str, AnalysisJob]):
+    """Audio streams to analyse; the claim context is the current settings fingerprint."""
+
+    name = "analysis"
+    table = analyses
+    key = analyses.c.audio_hash
+    owner = analyses.c.lease_owner
+    expires = analyses.c.lease_expires
+    not_before = analyses.c.not_before
+    attempts = analyses.c.attempts
+
+    def due(self, context: str) -> Select[Any]:
+        present = (
+            select(recordings.c.id)
+            .join(files, files.c.recording_id == recordings.c.id)
+            .where(
+                recordings.c.audio_hash == analyses.c.audio_hash,
+                files.c.state == FileState.CATALOGED.value,
+            )
+        )
+        stale = and_(
+            analyses.c.state.in_((AnalysisState.DONE.value, AnalysisState.FAILED.value)),
+            or_(
+                analyses.c.settings_fingerprint.is_(None),
+                analyses.c.settings_fingerprint != context,
+            ),
+        )
+        return (
+            select(analyses.c.audio_hash)
+            .where(or_(analyses.c.state == AnalysisState.PENDING.value, stale), exists(present))
+            .order_by(
+                case((analyses.c.state == AnalysisState.PENDING.value, 0), else_=1),
+                analyses.c.created_at,
+            )
+        )
+
+    def returning(self) -> Sequence[Column[Any]]:
+        return (analyses.c.audio_hash, analyses.c.duration_seconds)
+
+    async def jobs(
+        self, conn: AsyncConnection, rows: Sequence[Row[Any]], context: str
+    ) -> list[AnalysisJob]:
+        # One present file per stream, the oldest row first: one query for all claimed streams.
+        holders = await conn.execute(
+            select(recordings.c.audio_hash, files.c.path)
+            .join(recordings, files.c.recording_id == recordings.c.id)
+            .where(
+                recordings.c.audio_hash.in_([r.audio_hash for r in rows]),
+                files.c.state == FileState.CATALOGED.value,
+            )
+            .order_by(files.c.id)
+        )
+        path_of: dict[str, str] = {}
+        for audio_hash, path in holders:
+            path_of.setdefault(audio_hash, path)
+        # A stream whose last file went away between the claim's check and now keeps its lease
+        # until it runs out; by then it is no longer due.
+        return [
+            AnalysisJob(r.audio_hash, path_of[r.audio_hash], r.duration_seconds)
+            for r in rows
+            if r.audio_hash in path_of
+        ]
+
+
+class TagQueue(LeaseQueue[str, TagJob]):
+    """Files whose tags lag their analysis; the claim context is the tagging options'
+    fingerprint (a job's fingerprint is the analysis settings' plus that)."""
+
+    name = "tags"
+    table = files
+    key = files.c.id
+    owner = files.c.tag_lease_owner
+    expires = files.c.tag_lease_expires
+    not_before = files.c.tag_not_before
+    attempts = files.c.tag_attempts
+
+    def due(self, context: str) -> Select[Any]:
+        wanted = analyses.c.settings_fingerprint + ":" + context
+        return (
+            select(files.c.id)
+            .select_from(
+                files.join(recordings, files.c.recording_id == recordings.c.id).join(
+                    analyses, analyses.c.audio_hash == recordings.c.audio_hash
+                )
+            )
+            .where(
+                files.c.state == FileState.CATALOGED.value,
+                analyses.c.state == AnalysisState.DONE.value,
+                or_(files.c.tag_fingerprint.is_(None), files.c.tag_fingerprint != wanted),
+            )
+            .order_by(files.c.id)
+        )
+
+    async def jobs(
+        self, conn: AsyncConnection, rows: Sequence[Row[Any]], context: str
+    ) -> list[TagJob]:
+        info = await conn.execute(
+            select(files.c.id, files.c.path, analyses.c.results, analyses.c.settings_fingerprint)
+            .join(recordings, files.c.recording_id == recordings.c.id)
+            .join(analyses, analyses.c.audio_hash == recordings.c.audio_hash)
+            .where(files.c.id.in_([r.id for r in rows]))
+            .order_by(files.c.id)
+        )
+        jobs = []
+        for r in info:
+            result = r.results.get("result") if isinstance(r.results, dict) else None
+            jobs.append(
+                TagJob(
+                    file_id=r.id,
+                    path=r.path,
+                    analysis=result if isinstance(result, dict) else {},
+                    fingerprint=f"{r.settings_fingerprint}:{context}",
+                )
+            )
+        return jobs
