@@ -26,8 +26,39 @@ class ConfigError(TracktiondError):
     """The configuration is invalid; the message names the file, the key and what was expected."""
 
 
-class CatalogUnavailable(TracktiondError):
-    """The catalog database cannot be reached or used (a transient, operational failure)."""
+class CatalogError(TracktiondError):
+    """The catalog database failed us for a reason of its own, not because of the statement.
+
+    Raised by the catalog's engine in place of the driver's exception (and chained from it), so
+    no caller sees a driver or SQLAlchemy exception for these failures. ``url`` is the catalog's
+    URL with the password hidden; ``reason`` is one line from the driver.
+    """
+
+    state = "failed"
+
+    def __init__(self, url: str, reason: str, *, state: str | None = None) -> None:
+        self.url = url
+        self.reason = reason
+        if state is not None:
+            self.state = state
+        super().__init__(f"catalog {url} {self.state}: {reason}")
+
+
+class CatalogUnavailable(CatalogError):
+    """The catalog database cannot be reached or used: the server is down, restarting or out of
+    resources, the connection or the network was lost, a wait timed out, the SQLite file cannot
+    be opened or written. Operational, not a bug: the daemon retries with backoff and says so;
+    a command exits 69. ``state`` is "unreachable", or "unusable" when it reached the database
+    and was refused (password, missing database, not a database file)."""
+
+    state = "unreachable"
+
+
+class CatalogConflict(CatalogError):
+    """Two transactions collided (PostgreSQL serialization failure or deadlock, a stale SQLite
+    snapshot): the database is fine and the losing transaction is simply run again."""
+
+    state = "transaction conflict"
 
 
 class FileJobError(TracktiondError):

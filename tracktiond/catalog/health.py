@@ -13,51 +13,30 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import anyio
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from tracktiond.config import redact_url
-from tracktiond.errors import CatalogUnavailable
+from tracktiond.errors import CatalogConflict, CatalogError, CatalogUnavailable
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-_CONFLICT_STATES = {"40001", "40P01"}  # serialization failure, deadlock detected
-
-
 def is_conflict(exc: BaseException) -> bool:
-    """Two transactions collided (PostgreSQL deadlock or serialization failure): the database
-    is fine, and the losing transaction is simply run again."""
-    orig = getattr(exc, "orig", None)
-    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if code in _CONFLICT_STATES:
-        return True
-    names = {
-        type(exc).__name__,
-        type(orig).__name__,
-        type(getattr(orig, "__cause__", None)).__name__,
-    }
-    return bool(names & {"DeadlockDetectedError", "SerializationError"})
+    """Two transactions collided (a deadlock, a serialization failure): the database is fine,
+    and the losing transaction is simply run again."""
+    return isinstance(exc, CatalogConflict)
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Connection-level failures: the server is down, restarting, or the network is."""
-    if isinstance(exc, OperationalError | InterfaceError | CatalogUnavailable):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    if isinstance(exc, ConnectionError | TimeoutError):
-        return True
-    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError | PermissionError):
-        return True
-    # asyncpg raises its own errors for a connection lost mid-query
-    name = type(exc).__name__
-    return name in {
-        "ConnectionDoesNotExistError",
-        "CannotConnectNowError",
-        "ConnectionFailureError",
-    }
+    """The catalog cannot be reached or used now: wait, and try again.
+
+    The catalog's engine raises CatalogUnavailable for every such driver error (see
+    catalog/database.py), so no driver exception, errno or class name is looked at here.
+    Nothing else the retried operations do (catalog queries, a reconcile's directory walk,
+    which records what it cannot read) lets an OSError out, so an OSError is a bug.
+    """
+    return isinstance(exc, CatalogUnavailable)
 
 
 class CatalogHealth:
@@ -89,10 +68,13 @@ class CatalogHealth:
     def mark_down(self, exc: BaseException) -> None:
         if self._on_error:
             self._on_error()
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        self.reason = f"catalog unreachable: {reason[0] if reason else type(exc).__name__}"
+        if isinstance(exc, CatalogError):
+            self.reason = f"catalog {exc.state}: {exc.reason}"
+        else:
+            lines = str(exc).strip().splitlines()
+            self.reason = f"catalog unreachable: {lines[0] if lines else type(exc).__name__}"
         if self.up or self.down_since is None:
-            log.error("catalog %s unreachable: %s; retrying", self.url, self.reason)
+            log.error("catalog %s: %s; retrying", self.url, self.reason)
             self.down_since = time.time()
         self.up = False
         if self._on_change:
@@ -106,9 +88,7 @@ class CatalogHealth:
                 result = await fn()
             except Exception as exc:
                 if is_conflict(exc):
-                    log.info(
-                        "catalog transaction conflict (%s); running it again", type(exc).__name__
-                    )
+                    log.info("catalog transaction conflict (%s); running it again", exc)
                     await anyio.sleep(0.05)
                     continue
                 if not is_transient(exc):

@@ -3,14 +3,21 @@ and `handled`, which turns our errors into one clear line and an exit code.
 
 Exit codes (sysexits-style, so systemd units can tell them apart):
 0 success; 1 runtime failure; 2 usage error (click); 69 catalog unreachable (EX_UNAVAILABLE);
-78 configuration error (EX_CONFIG: systemd should not restart into the same bad config).
+75 catalog transaction conflict (EX_TEMPFAIL: running the command again will do);
+78 configuration error (EX_CONFIG: systemd should not restart into the same bad config);
+130 interrupted.
+
+A command's tasks run in anyio task groups, which wrap what they raise in exception groups:
+`handled` looks through them. When every error in the group is one of ours it reports the most
+serious one (configuration, then catalog unreachable, then conflict, then any other); when any
+is not ours (a bug) the group is raised as it is, with its tracebacks.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,13 +26,23 @@ import anyio
 import click
 
 from tracktiond.config import Config, load_config
-from tracktiond.errors import CatalogUnavailable, ConfigError, TracktiondError
+from tracktiond.errors import CatalogConflict, CatalogUnavailable, ConfigError, TracktiondError
 from tracktiond.service.logs import setup_logging
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_UNAVAILABLE = 69
+EXIT_TEMPFAIL = 75
 EXIT_CONFIG = 78
+EXIT_INTERRUPTED = 130
+
+# Most serious first: the exit code of the first kind that matches, in handled().
+_EXIT_CODES: tuple[tuple[type[TracktiondError], int], ...] = (
+    (ConfigError, EXIT_CONFIG),
+    (CatalogUnavailable, EXIT_UNAVAILABLE),
+    (CatalogConflict, EXIT_TEMPFAIL),
+    (TracktiondError, EXIT_FAILURE),
+)
 
 log = logging.getLogger("tracktiond")
 
@@ -60,17 +77,37 @@ def handled(func: Callable[..., Awaitable[int | None]]) -> Callable[..., None]:
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
             code = anyio.run(lambda: func(*args, **kwargs))
-        except ConfigError as exc:
-            _fail(EXIT_CONFIG, str(exc))
-        except CatalogUnavailable as exc:
-            _fail(EXIT_UNAVAILABLE, str(exc))
-        except TracktiondError as exc:
-            _fail(EXIT_FAILURE, str(exc))
-        except KeyboardInterrupt:
-            _fail(130, "interrupted")
+        except (TracktiondError, KeyboardInterrupt, BaseExceptionGroup) as exc:
+            failure = _failure_exit(exc)
+            if failure is None:
+                raise  # a bug among them: its traceback is what helps
+            _fail(*failure)
         sys.exit(code or EXIT_OK)
 
     return wrapper
+
+
+def _failure_exit(exc: BaseException) -> tuple[int, str] | None:
+    """The exit code and message for ``exc`` (an exception group is looked through), or None
+    when it is, or holds, something that is not ours: a bug, whose traceback must show."""
+    leaves = list(_leaves(exc))
+    if not all(isinstance(leaf, TracktiondError | KeyboardInterrupt) for leaf in leaves):
+        return None
+    if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
+        return EXIT_INTERRUPTED, "interrupted"
+    for kind, code in _EXIT_CODES:
+        for leaf in leaves:
+            if isinstance(leaf, kind):
+                return code, str(leaf)
+    return None  # not reached: every leaf is a TracktiondError
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
 
 
 def load_command_config(config_path: Path | None) -> Config:

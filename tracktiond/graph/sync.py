@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import anyio
 from anyio.abc import TaskStatus
 
-from tracktiond.catalog.health import CatalogHealth, is_transient
+from tracktiond.catalog.health import CatalogHealth, guarded
 from tracktiond.catalog.store import Catalog, RecordingProjection
 from tracktiond.errors import CatalogUnavailable
 from tracktiond.graph import model
@@ -281,14 +281,9 @@ class GraphSync:
                 )
 
     async def _catalog(self, fn: Callable[[], Awaitable[T]]) -> T:
-        if self.health is not None:
-            return await self.health.call(fn)
-        try:
-            return await fn()
-        except Exception as exc:
-            if is_transient(exc) and not isinstance(exc, CatalogUnavailable):
-                raise CatalogUnavailable(f"catalog unreachable: {exc}") from exc
-            raise
+        # Without a health watcher the catalog's own CatalogUnavailable reaches run(), which
+        # backs off; the engine raises nothing else for an outage.
+        return await guarded(self.health, fn)
 
     async def _idle(self) -> None:
         with anyio.move_on_after(self.poll_interval):
