@@ -14,21 +14,14 @@ run-dependent (the Ogg stream serial number) or build-dependent (FFmpeg version 
 ``bitexact`` flags are set on the container and the encoder, which makes FFmpeg write fixed values.
 
 Monkey's Audio (``ape``) cannot be encoded here: FFmpeg only has an APE *decoder* and there is
-no Monkey's Audio encoder package available.  Instead a real ``.ape`` file shipped in mutagen's
-source distribution (its test data) is downloaded once with ``pip download`` into a cache
-directory, copied, and then varied deterministically through its APEv2 tag.  See
-:func:`make_audio`.
+no Monkey's Audio encoder package available.  Instead a real ``.ape`` file from mutagen's test
+data, shipped in ``tests/data/`` (no network at test time), is copied and then varied
+deterministically through its APEv2 tag.  See :func:`make_audio`.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
 import shutil
-import subprocess
-import sys
-import tarfile
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -52,6 +45,7 @@ from mutagen.wave import WAVE
 from mutagen.wavpack import WavPack
 
 __all__ = [
+    "APE_SAMPLE",
     "BROKEN_KINDS",
     "EXTENSIONS",
     "FORMATS",
@@ -269,9 +263,10 @@ _SAMPLE_FORMAT_PREFERENCE: tuple[str, ...] = ("fltp", "flt", "s16p", "s16", "s32
 # bounds memory; the value itself does not reach the file.
 _CHUNK = 4096
 
-# The Monkey's Audio file taken from mutagen's sdist: stereo, 44.1 kHz, Monkey's Audio 3.99,
-# 3.68 s, decodable by FFmpeg (mac-390-hdr.ape is header-only and FFmpeg rejects its frames).
-_APE_MEMBER = "tests/data/mac-399.ape"
+#: The Monkey's Audio sample every ``.ape`` file is copied from: stereo, 44.1 kHz, Monkey's Audio
+#: 3.99, 3.68 s of silence, decodable by FFmpeg. From mutagen's source distribution (its test data,
+#: GPL-2.0-or-later, which may be redistributed with our AGPL-3.0 code: tests/data/README.md).
+APE_SAMPLE = Path(__file__).resolve().parents[1] / "data" / "mac-399.ape"
 
 
 def format_for_path(path: Path | str) -> str:
@@ -407,83 +402,26 @@ def _encode(
 
 
 # ---------------------------------------------------------------------------------------------
-# Monkey's Audio from mutagen's sdist
+# Monkey's Audio from the shipped sample
 # ---------------------------------------------------------------------------------------------
 
 
-def _cache_dir() -> Path:
-    """Where downloaded test material is kept between runs (and between sessions)."""
-    override = os.environ.get("TRACKTIOND_TEST_CACHE")
-    if override:
-        return Path(override)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "tracktiond-tests"
-
-
 def _ape_source() -> Path:
-    """A real Monkey's Audio file, fetched once from mutagen's source distribution.
+    """The shipped Monkey's Audio sample (:data:`APE_SAMPLE`), checked to be usable.
 
-    The sdist of the installed mutagen version is used because that version is pinned by the
-    environment already (no new, unreviewed package enters the machine) and its test data is
-    known to parse with that very mutagen.  Raises RuntimeError, never skips: a test-suite that
-    silently drops APE coverage would look green while testing less.
+    Raises RuntimeError, never skips: a test-suite that silently dropped APE coverage would look
+    green while testing less.
     """
-    version = importlib.metadata.version("mutagen")
-    cache = _cache_dir()
-    target = cache / f"mutagen-{version}-{Path(_APE_MEMBER).name}"
-    if target.is_file():
-        return target
-
-    cache.mkdir(parents=True, exist_ok=True)
-    sdist = cache / f"mutagen-{version}.tar.gz"
-    if not sdist.is_file():
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
-        cmd += ["--disable-pip-version-check", f"mutagen=={version}", "-d", str(cache)]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RuntimeError(
-                f"cannot obtain a Monkey's Audio test file: running pip download failed: {exc}"
-            ) from exc
-        if proc.returncode != 0 or not sdist.is_file():
-            tail = (proc.stderr or proc.stdout).strip()[-2000:]
-            raise RuntimeError(
-                "cannot obtain a Monkey's Audio test file: `pip download` of the mutagen "
-                f"{version} sdist failed (exit {proc.returncode}); FFmpeg cannot encode APE, so "
-                f"the .ape sample comes from that sdist.\n{tail}"
-            )
-
     try:
-        with tarfile.open(sdist, "r:gz") as tar:
-            member = next(
-                (m for m in tar.getmembers() if m.isfile() and m.name.endswith("/" + _APE_MEMBER)),
-                None,
-            )
-            if member is None:
-                raise RuntimeError(f"{sdist} has no member */{_APE_MEMBER}")
-            extracted = tar.extractfile(member)
-            if extracted is None:
-                raise RuntimeError(f"cannot read {member.name} from {sdist}")
-            payload = extracted.read()
-    except (OSError, tarfile.TarError) as exc:
-        raise RuntimeError(f"cannot read the mutagen sdist {sdist}: {exc}") from exc
-
-    # Write under a temporary name and rename, so concurrent test processes never see (or
-    # cache) a half-written file.
-    fd, tmp_name = tempfile.mkstemp(dir=cache, prefix=".ape-", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(payload)
-        info: Any = MUTAGEN_TYPES["ape"](tmp).info
-        if info.length <= 0 or info.channels not in (1, 2):
-            raise RuntimeError(f"{member.name} from {sdist} is not a usable Monkey's Audio file")
-        tmp.chmod(0o644)  # mkstemp makes it private; it is ordinary public test data
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+        info: Any = MUTAGEN_TYPES["ape"](APE_SAMPLE).info
+    except Exception as exc:  # a missing file, or one mutagen no longer reads
+        raise RuntimeError(
+            f"the Monkey's Audio sample {APE_SAMPLE} is missing or unreadable ({exc}); it ships "
+            "with the repository (see tests/data/README.md): FFmpeg cannot encode APE"
+        ) from exc
+    if info.length <= 0 or info.channels not in (1, 2):
+        raise RuntimeError(f"{APE_SAMPLE} is not a usable Monkey's Audio file")
+    return APE_SAMPLE
 
 
 def _make_ape(path: Path, seconds: float, freq: float, seed: int, channels: int, rate: int) -> None:
@@ -667,12 +605,11 @@ def make_audio(
       (== 1) for mono and 2 for anything else, including 5.1 (FFmpeg reports 6).
     * ``m4a``: ``bpm`` must be an integer string (MP4's tmpo atom), ``tracknumber`` and
       ``discnumber`` must be "N" or "N/M" with integers (trkn/disk atoms).
-    * ``ape``: FFmpeg has no Monkey's Audio encoder, so a real ``.ape`` file from mutagen's sdist
+    * ``ape``: FFmpeg has no Monkey's Audio encoder, so the shipped sample :data:`APE_SAMPLE`
       (``tests/data/mac-399.ape``: stereo, 44.1 kHz, ~3.68 s of silence) is copied.  ``seconds``,
       ``freq``, ``channels`` and ``sample_rate`` are therefore not honoured; they and ``seed`` are
-      recorded in an APEv2 ``Comment`` item, which is what makes the bytes differ per seed.  The
-      first call downloads the sdist with ``pip download`` into ``$TRACKTIOND_TEST_CACHE`` (default
-      ``~/.cache/tracktiond-tests``); failure raises RuntimeError.
+      recorded in an APEv2 ``Comment`` item, which is what makes the bytes differ per seed.  A
+      missing or unreadable sample raises RuntimeError.
     """
     target = Path(path)
     fmt = _check_format(fmt if fmt is not None else format_for_path(target))

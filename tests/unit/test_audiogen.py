@@ -198,12 +198,11 @@ def test_make_audio_rejects_bad_arguments(
         make_audio(tmp_path / name, **kwargs)  # type: ignore[arg-type]
 
 
-def test_ape_download_failure_is_loud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # An empty cache plus a pip that may not use any index: the APE source cannot be had, and
-    # that must fail the test run with a reason rather than quietly skip APE coverage.
-    monkeypatch.setenv("TRACKTIOND_TEST_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("PIP_NO_INDEX", "1")
-    with pytest.raises(RuntimeError, match="pip download"):
+def test_missing_ape_sample_is_loud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The .ape sample ships in tests/data; without it APE coverage must fail the run with a
+    # reason rather than quietly skip.
+    monkeypatch.setattr(audiogen, "APE_SAMPLE", tmp_path / "gone.ape")
+    with pytest.raises(RuntimeError, match=r"tests/data/README\.md"):
         make_audio(tmp_path / "a.ape")
 
 
