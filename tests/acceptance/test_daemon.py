@@ -1055,3 +1055,22 @@ async def test_second_daemon_on_the_same_sqlite_catalog_exits_1(
     assert proc.returncode == 1, proc.stderr
     assert "lock" in proc.stderr and "another tracktiond daemon" in proc.stderr, proc.stderr
     assert first.running and first.ready(), first.report()
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.8, 1.5])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stop_signal_while_starting_is_a_clean_stop(
+    tmp_path: Path, library: Path, daemons: Daemons, delay: float, sig: signal.Signals
+) -> None:
+    """A stop that arrives while the daemon is still importing or connecting exits 0 after a
+    clean stop, not by the default signal action (status -15 / -2). (Before the interpreter
+    runs the entry point's first line, nothing can handle a signal: the delays start later.)"""
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'state' / 'catalog.db'}"
+    port = free_port()
+    config = write_config(tmp_path / "etc" / "tracktiond.toml", roots=[library], port=port)
+    d = daemons.start(config, daemon_env(tmp_path, db_url), port)
+    time.sleep(delay)
+    assert d.running, f"exited before the signal{d.report()}"
+    d.signal(sig)
+    code = d.wait(30)
+    assert code == 0, f"{sig.name} {delay} s after start: exit {code}{d.report()}"

@@ -120,7 +120,17 @@ class Daemon:
     async def _main(self) -> None:
         assert self._tg is not None
         self.notifier.status("connecting to the catalog")
-        self.catalog = await self.health.call(partial(Catalog.open, self.config.database_url))
+
+        async def open_catalog() -> Catalog:
+            # Shielded: a stop that comes while the catalog is being opened (and perhaps
+            # migrated) waits for that attempt, which is never torn halfway; between attempts
+            # (catalog unreachable) it stops at once. Kept on self at once, so _close disposes
+            # of it even when the stop cancels what follows.
+            with anyio.CancelScope(shield=True):
+                self.catalog = await Catalog.open(self.config.database_url)
+            return self.catalog
+
+        self.catalog = await self.health.call(open_catalog)
         released = await self.health.call(self.catalog.release_dead_local_leases)
         if released:
             log.info("released %d leases left by an earlier run on this host", released)
