@@ -4,9 +4,19 @@ Importing this package is cheap and has no side effects: essentia is only import
 worker processes (:mod:`tracktiond.analysis.worker`) by :mod:`tracktiond.analysis.engine`.
 The daemon and the CLI use :class:`AnalysisPool`; docs/analysis.md describes the methods, the
 stored metadata keys and the limits.
+
+The modules, in the order an analysis goes through them:
+
+- ``settings``: what a run is configured with, and the fingerprint that decides re-analysis;
+- ``pool``: the persistent worker processes: timeouts, memory bound, crash replacement;
+- ``worker``: the worker process's loop (``python -m tracktiond.analysis.worker``);
+- ``decode``: streaming decode of any file to fixed-size blocks (PyAV), bounded memory;
+- ``engine``: one file in, one result out, inside a worker;
+- ``tempo``, ``loudness``, ``mood``: the estimators the engine combines (keys are
+  ``media.keys``);
+- ``result``: the result as plain data, JSON round-trippable, and its catalog metadata.
 """
 
-from tracktiond.analysis.keys import camelot, key_name, open_key, short_key
 from tracktiond.analysis.pool import AnalysisFailed, AnalysisPool
 from tracktiond.analysis.result import METADATA_PREFIX, AnalysisResult
 from tracktiond.analysis.settings import ANALYSIS_VERSION, AnalysisSettings
@@ -18,8 +28,4 @@ __all__ = [
     "AnalysisPool",
     "AnalysisResult",
     "AnalysisSettings",
-    "camelot",
-    "key_name",
-    "open_key",
-    "short_key",
 ]

@@ -1,1 +1,14 @@
-"""TODO"""
+"""Facts about one audio file, read from the file alone: pure, no database, no daemon.
+
+Imports nothing of tracktiond but ``errors``; the catalog, the pipeline and the CLI build on it.
+The modules, in the order a file goes through them when it is cataloged:
+
+- ``formats``: what the content is (sniffed from its first bytes; extensions lie);
+- ``hashing``: one streamed read giving the file's sha256 and xxh3-128, and its stat;
+- ``audiohash``: the audio stream's own identity (tags excluded), computed during that read;
+- ``integrity``: whether a file is complete (truncated, still arriving, header durations that lie);
+- ``tags``: reading tags and stream properties (mutagen), and the one table of tag fields;
+- ``cuesheet``: a sibling ``.cue`` sheet's tracks;
+- ``keys``: the musical ``Key`` value object (any notation in; standard, Camelot, Open Key out);
+- ``probe``: all of the above for one file: ``ingest_file`` gives an ``IngestResult``.
+"""
