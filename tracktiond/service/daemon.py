@@ -127,8 +127,8 @@ class Daemon:
             # (catalog unreachable) it stops at once. Kept on self at once, so _close disposes
             # of it even when the stop cancels what follows.
             with anyio.CancelScope(shield=True):
-                self.catalog = await Catalog.open(self.config.database_url)
-            return self.catalog
+                self.catalog = catalog = await Catalog.open(self.config.database_url)
+            return catalog
 
         self.catalog = await self.health.call(open_catalog)
         released = await self.health.call(self.catalog.release_dead_local_leases)
