@@ -2,7 +2,9 @@
 
 Runs `tracktiond run` as a subprocess with analysis and tag writing enabled on a library in
 several formats, then checks what a user would: the tags are in the files, the daemon goes
-quiet (no further writes, no analysis), and a move or a tag edit never re-triggers analysis.
+quiet (no further writes, no analysis), and a move or a tag edit never re-triggers analysis. And
+a decoder that crashes its worker costs that one file, never the daemon (the faulty worker of
+tests/support/faulty_worker.py, picked through the subprocess's environment).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from tests.acceptance.test_daemon import Daemons, daemon_env, free_port, wait_un
 from tests.acceptance.test_daemon import (
     daemons as daemons,  # the fixture: kills what a test started
 )
-from tests.support import audiogen
+from tests.support import audiogen, faulty_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -35,11 +37,11 @@ TAGGED = {  # where each format keeps the key tracktiond writes
 }
 
 
-def pipeline_config(path: Path, root: Path, port: int) -> Path:
+def pipeline_config(path: Path, root: Path, port: int, *, tagging: bool = True) -> Path:
     write_config(path, roots=[root], port=port)
     text = path.read_text().replace(
         "[analysis]\nenabled = false\n",
-        "[analysis]\nenabled = true\nworkers = 2\n\n[tagging]\nwrite = true\n",
+        f"[analysis]\nenabled = true\nworkers = 2\n\n[tagging]\nwrite = {str(tagging).lower()}\n",
     )
     path.write_text(text)
     return path
@@ -128,6 +130,36 @@ async def test_daemon_analyses_tags_once_then_stays_quiet(
     assert final.total("tracktiond_tag_writes_total", result="written") == len(TAGGED)
     assert d.status()["analysis"]["analysed"] == len(paths)
     json.dumps(d.status())  # /status stays serialisable with every stage running
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_crashing_decoder_costs_one_file_not_the_daemon(
+    tmp_path: Path, library: Path, db_url: str, daemons: Daemons
+) -> None:
+    audiogen.make_audio(library / "good.flac", seconds=4.0)
+    # A real FLAC file, so it is cataloged; the faulty worker segfaults when it analyses it.
+    audiogen.make_audio(library / f"doomed{faulty_worker.CRASH}.flac", seconds=4.0, seed=1)
+    port = free_port()
+    config = pipeline_config(tmp_path / "etc" / "tracktiond.toml", library, port, tagging=False)
+    env = faulty_worker.environment(daemon_env(tmp_path, db_url))
+    d = daemons.start(config, env, port)
+    d.wait_ready(60)
+
+    def settled() -> bool:
+        a = d.status()["analysis"]
+        return bool(a["pending"] == 0 and a["analysed"] + a["failed"] == 2)
+
+    await wait_until(settled, 120, lambda: f"analysis: {d.status()['analysis']}", d)
+    analysis = d.status()["analysis"]
+    assert (analysis["analysed"], analysis["failed"]) == (1, 1), analysis
+    metrics = d.metrics()
+    failed = metrics.total("tracktiond_jobs_failed_total", stage="analysis")
+    bad_input = metrics.total(
+        "tracktiond_jobs_failed_total", stage="analysis", failure_class="bad_input"
+    )
+    assert failed == bad_input == 1
+    assert "decoder crashed (SIGSEGV)" in d.get("/status")[1], d.report()
+    assert d.running
 
 
 async def anyio_sleep(seconds: float) -> None:

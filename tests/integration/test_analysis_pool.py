@@ -1,8 +1,9 @@
 """The analysis pool: every catalog format, broken files, and workers that crash, hang or bloat.
 
 These run real worker subprocesses (essentia imported once per worker) on real files made by
-audiogen and signals; the crash/hang/OOM cases use the worker's test hooks, enabled by
-TRACKTIOND_ANALYSIS_TEST_HOOKS=1 in the environment the workers inherit.
+audiogen and signals; the crash/hang/OOM/slow-start cases run the faulty worker of
+tests/support/faulty_worker.py (the real worker with the fault injected), picked by the pool's
+``worker_command``.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from tests.support import signals
+from tests.support import faulty_worker, signals
 from tests.support.audiogen import FORMATS, make_audio, make_broken
 from tracktiond.analysis import AnalysisFailed, AnalysisPool, AnalysisResult, AnalysisSettings
 from tracktiond.analysis.pool import STOP_GRACE, probe_duration
-from tracktiond.analysis.worker import START_DELAY_ENV, TEST_HOOKS_ENV
 from tracktiond.errors import FailureClass
 
 pytestmark = pytest.mark.anyio
@@ -28,14 +28,12 @@ pytestmark = pytest.mark.anyio
 SETTINGS = AnalysisSettings()
 
 
-@pytest.fixture
-def hooks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(TEST_HOOKS_ENV, "1")
+FAULTY = faulty_worker.command()
 
 
 @pytest.fixture
-async def pool(hooks: None) -> AsyncIterator[AnalysisPool]:
-    async with AnalysisPool(2, timeout_base=20.0) as p:
+async def pool() -> AsyncIterator[AnalysisPool]:
+    async with AnalysisPool(2, timeout_base=20.0, worker_command=FAULTY) as p:
         yield p
 
 
@@ -47,7 +45,7 @@ def drums(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _hook_file(tmp_path: Path, suffix: str) -> str:
     path = tmp_path / f"victim{suffix}"
-    path.write_bytes(b"not looked at: the hook fires first")
+    path.write_bytes(b"not looked at: the fault comes first")
     return str(path)
 
 
@@ -128,10 +126,8 @@ async def test_crashing_worker_is_replaced(
     assert result.bpm == pytest.approx(124.0, rel=0.04)
 
 
-async def test_hang_times_out_and_the_worker_is_replaced(
-    hooks: None, tmp_path: Path, drums: Path
-) -> None:
-    async with AnalysisPool(1, timeout_base=1.5, timeout_factor=0.0) as pool:
+async def test_hang_times_out_and_the_worker_is_replaced(tmp_path: Path, drums: Path) -> None:
+    async with AnalysisPool(1, timeout_base=1.5, timeout_factor=0.0, worker_command=FAULTY) as pool:
         started = time.monotonic()
         with pytest.raises(AnalysisFailed) as caught:
             await pool.analyze(_hook_file(tmp_path, ".hang-test"), SETTINGS, duration_hint=1.0)
@@ -143,9 +139,11 @@ async def test_hang_times_out_and_the_worker_is_replaced(
         assert result.bpm == pytest.approx(124.0, rel=0.04)
 
 
-async def test_memory_limit_kills_the_worker(hooks: None, tmp_path: Path, drums: Path) -> None:
+async def test_memory_limit_kills_the_worker(tmp_path: Path, drums: Path) -> None:
     limit = 400 * 1024**2
-    async with AnalysisPool(1, memory_limit_bytes=limit, timeout_base=30.0) as pool:
+    async with AnalysisPool(
+        1, memory_limit_bytes=limit, timeout_base=30.0, worker_command=FAULTY
+    ) as pool:
         with pytest.raises(AnalysisFailed) as caught:
             await pool.analyze(_hook_file(tmp_path, ".oom-test"), SETTINGS, duration_hint=1.0)
         assert caught.value.failure_class is FailureClass.BAD_INPUT
@@ -176,10 +174,7 @@ async def test_concurrency_is_bounded_by_size(pool: AnalysisPool, drums: Path) -
     assert pool.busy == 0
 
 
-async def test_hooks_are_inert_without_the_environment_variable(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.delenv(TEST_HOOKS_ENV, raising=False)
+async def test_the_real_worker_has_no_fault_hooks(tmp_path: Path) -> None:
     async with AnalysisPool(1) as pool:
         with pytest.raises(AnalysisFailed) as caught:
             await pool.analyze(_hook_file(tmp_path, ".crash-test"), SETTINGS, duration_hint=1.0)
@@ -188,7 +183,7 @@ async def test_hooks_are_inert_without_the_environment_variable(
     assert "crashed" not in caught.value.reason
 
 
-async def test_aclose_stops_every_worker(hooks: None, drums: Path) -> None:
+async def test_aclose_stops_every_worker(drums: Path) -> None:
     pool = AnalysisPool(2)
     await pool.analyze(str(drums), SETTINGS)
     pids = [w.pid for w in pool._all]
@@ -235,9 +230,12 @@ async def test_tensorflow_mood_path_reports_what_is_missing(
     assert missing.mood_error is not None and "is not a directory" in missing.mood_error
 
 
-async def _close_pool_during_a_job(tmp_path: Path, *, once_ready: bool) -> list[AnalysisFailed]:
+async def _close_pool_during_a_job(
+    tmp_path: Path, *, once_ready: bool, start_delay: float = 0.0
+) -> list[AnalysisFailed]:
     """Start a job that never finishes, close the pool under it; the job's failures."""
-    pool = AnalysisPool(1, timeout_base=60.0)
+    command = faulty_worker.command(start_delay=start_delay)
+    pool = AnalysisPool(1, timeout_base=60.0, worker_command=command)
     failures: list[AnalysisFailed] = []
 
     async def job() -> None:
@@ -256,18 +254,19 @@ async def _close_pool_during_a_job(tmp_path: Path, *, once_ready: bool) -> list[
     return failures
 
 
-async def test_closing_the_pool_mid_job_is_not_the_files_fault(hooks: None, tmp_path: Path) -> None:
+async def test_closing_the_pool_mid_job_is_not_the_files_fault(tmp_path: Path) -> None:
     failures = await _close_pool_during_a_job(tmp_path, once_ready=True)
     assert [f.failure_class for f in failures] == [FailureClass.TRANSIENT]
     assert "pool was closed" in failures[0].reason
 
 
 async def test_closing_the_pool_while_its_worker_starts_is_not_the_files_fault(
-    hooks: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     """A shutdown right after work arrived stops a worker that is still starting; it is killed
     before it is ready (its start takes longer than the pool's stop grace)."""
-    monkeypatch.setenv(START_DELAY_ENV, str(STOP_GRACE + 30))
-    failures = await _close_pool_during_a_job(tmp_path, once_ready=False)
+    failures = await _close_pool_during_a_job(
+        tmp_path, once_ready=False, start_delay=STOP_GRACE + 30
+    )
     assert [f.failure_class for f in failures] == [FailureClass.TRANSIENT]
     assert "pool was closed" in failures[0].reason

@@ -15,6 +15,9 @@ the boundary (invariant 5):
 A bad-input exception from the engine becomes BAD_INPUT with its reason; any other exception
 in the worker becomes BUG "internal error: ..." with the worker's traceback logged. Replaced
 workers start lazily, on the next job.
+
+The worker program is ``worker_command`` (default :data:`WORKER_COMMAND`, the real worker): any
+program that speaks the worker's protocol and takes ``--address-space-limit BYTES``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -51,6 +55,9 @@ MAX_JOBS_PER_WORKER = 500
 RECYCLE_RSS_SHARE = 0.6
 ADDRESS_SPACE_FACTOR = 4
 MIN_ADDRESS_SPACE = 1024**3
+#: The worker program an AnalysisPool starts unless told otherwise; the pool appends
+#: ``--address-space-limit BYTES``.
+WORKER_COMMAND: tuple[str, ...] = (sys.executable, "-m", "tracktiond.analysis.worker")
 # Bytes per second assumed when the duration is unknown and mutagen cannot tell (128 kbit/s):
 # errs towards long timeouts for uncompressed files, which is the safe side.
 FALLBACK_BYTES_PER_SECOND = 16_000
@@ -163,6 +170,7 @@ class AnalysisPool:
         memory_limit_bytes: int = 1536 * 1024**2,
         timeout_base: float = 60.0,
         timeout_factor: float = 0.25,
+        worker_command: Sequence[str] | None = None,
     ) -> None:
         if size < 1:
             raise ValueError(f"analysis pool size must be at least 1, got {size}")
@@ -170,6 +178,7 @@ class AnalysisPool:
         self.memory_limit_bytes = memory_limit_bytes
         self.timeout_base = timeout_base
         self.timeout_factor = timeout_factor
+        self.worker_command = tuple(WORKER_COMMAND if worker_command is None else worker_command)
         self._limiter = anyio.CapacityLimiter(size)
         self._idle: list[_Worker] = []
         self._all: set[_Worker] = set()  # idle and busy, so aclose() can stop every one
@@ -279,13 +288,7 @@ class AnalysisPool:
 
     async def _spawn(self) -> _Worker:
         address_space = max(MIN_ADDRESS_SPACE, ADDRESS_SPACE_FACTOR * self.memory_limit_bytes)
-        command = [
-            sys.executable,
-            "-m",
-            "tracktiond.analysis.worker",
-            "--address-space-limit",
-            str(address_space),
-        ]
+        command = [*self.worker_command, "--address-space-limit", str(address_space)]
         try:
             process = await anyio.open_process(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None

@@ -15,10 +15,10 @@ Protocol, one JSON object per line:
 End of input makes the worker exit 0. The protocol uses a private duplicate of the original
 stdout; file descriptor 1 is pointed at stderr, so nothing a native library prints can corrupt it.
 
-Test hooks (only when ``TRACKTIOND_ANALYSIS_TEST_HOOKS=1`` is in the worker's environment): a
-path ending in ``.crash-test`` kills the worker with SIGSEGV, ``.abort-test`` aborts it
-(SIGABRT), ``.hang-test`` never answers, ``.oom-test`` allocates memory until it is killed;
-``TRACKTIOND_ANALYSIS_TEST_START_DELAY=SECONDS`` delays the worker's ready message.
+``main(argv, analyze=...)`` serves the protocol with another analysis function (default
+:func:`tracktiond.analysis.engine.analyze_file`), which runs exactly where the engine would: a
+program that wraps the engine (to profile it, or to misbehave on purpose) is a few lines that call
+``main``.
 """
 
 from __future__ import annotations
@@ -29,12 +29,17 @@ import os
 import resource
 import signal
 import sys
-import time
 import traceback
-from typing import IO, Any
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any
 
-TEST_HOOKS_ENV = "TRACKTIOND_ANALYSIS_TEST_HOOKS"
-START_DELAY_ENV = "TRACKTIOND_ANALYSIS_TEST_START_DELAY"
+if TYPE_CHECKING:
+    from tracktiond.analysis.result import AnalysisResult
+    from tracktiond.analysis.settings import AnalysisSettings
+
+#: What the worker runs per file: ``analyze(path, settings) -> AnalysisResult``, raising
+#: :class:`tracktiond.errors.FileJobError` (or anything else, a bug) when it fails.
+Analyze = Callable[[str, "AnalysisSettings"], "AnalysisResult"]
 
 
 def peak_rss() -> int:
@@ -49,28 +54,7 @@ def peak_rss() -> int:
     return 0
 
 
-def _test_hook(path: str) -> None:
-    if os.environ.get(TEST_HOOKS_ENV) != "1":
-        return
-    if path.endswith(".crash-test"):
-        os.kill(os.getpid(), signal.SIGSEGV)
-    elif path.endswith(".abort-test"):
-        os.abort()
-    elif path.endswith(".hang-test"):
-        while True:
-            time.sleep(3600)
-    elif path.endswith(".oom-test"):
-        hog: list[bytearray] = []
-        while True:
-            # bytearray(n) is calloc'd and may not be resident until written; fill it.
-            chunk = bytearray(32 * 1024 * 1024)
-            chunk[:] = b"\x01" * len(chunk)
-            hog.append(chunk)
-            time.sleep(0.01)
-
-
-def _handle(request: dict[str, Any]) -> dict[str, Any]:
-    from tracktiond.analysis.engine import analyze_file
+def _handle(request: dict[str, Any], analyze: Analyze) -> dict[str, Any]:
     from tracktiond.analysis.settings import AnalysisSettings
     from tracktiond.errors import FileJobError
 
@@ -78,8 +62,7 @@ def _handle(request: dict[str, Any]) -> dict[str, Any]:
     try:
         path = str(request["path"])
         settings = AnalysisSettings.from_dict(dict(request.get("settings") or {}))
-        _test_hook(path)
-        result = analyze_file(path, settings)
+        result = analyze(path, settings)
         return {"id": job, "ok": True, "result": result.to_dict()}
     except FileJobError as exc:
         return {"id": job, "ok": False, "class": exc.failure_class.value, "reason": exc.reason}
@@ -107,7 +90,7 @@ def _send(out: IO[str], message: dict[str, Any]) -> None:
     out.flush()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, analyze: Analyze | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tracktiond.analysis.worker")
     parser.add_argument(
         "--address-space-limit",
@@ -132,13 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     from tracktiond.analysis import engine
 
     engine._essentia()  # import the native library now: failures show at start, not per file
+    analyze = analyze or engine.analyze_file
 
     if args.address_space_limit > 0:
         # Set after the imports, which map a few hundred MB of address space themselves.
         resource.setrlimit(resource.RLIMIT_AS, (args.address_space_limit, args.address_space_limit))
 
-    if os.environ.get(TEST_HOOKS_ENV) == "1" and (delay := os.environ.get(START_DELAY_ENV)):
-        time.sleep(float(delay))  # a slow start (a loaded machine, a cold disk cache)
     _send(protocol, {"ready": True, "pid": os.getpid()})
     for line in sys.stdin:
         if not line.strip():
@@ -152,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 protocol, {"id": None, "ok": False, "class": "bug", "reason": f"bad request: {exc}"}
             )
             continue
-        response = _handle(request)
+        response = _handle(request, analyze)
         response["peak_rss"] = peak_rss()
         _send(protocol, response)
     return 0
