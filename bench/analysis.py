@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support import signals  # the test-signal generators live with the tests
 from tracktiond.analysis import AnalysisPool, AnalysisResult, AnalysisSettings
-from tracktiond.analysis.keys import parse_key_name, pitch_class
+from tracktiond.media.keys import Key
 
 BLOCK_SECONDS = 30.0
 TRACK_TEMPI = (122.0, 174.0, 95.0, 128.0, 140.0, 86.0, 110.0, 160.0)
@@ -194,8 +194,7 @@ def _tempo_verdict(found: float | None, expected: float) -> str:
 def _same_key(found: str | None, expected: str) -> bool:
     if not found:
         return False
-    (tonic, mode), (want_tonic, want_mode) = parse_key_name(found), parse_key_name(expected)
-    return mode == want_mode and pitch_class(tonic) == pitch_class(want_tonic)
+    return Key.parse(found) == Key.parse(expected)
 
 
 def _score(measured: dict[str, Any], expected: dict[str, dict[str, Any]]) -> None:

@@ -22,7 +22,7 @@ import pytest
 
 from tests.support import signals
 from tracktiond.analysis import AnalysisPool, AnalysisResult, AnalysisSettings
-from tracktiond.analysis.keys import pitch_class
+from tracktiond.media.keys import pitch_class
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,4 @@
-"""Unit tests of the analysis package's pure parts: notation, settings, results, gating, tempo.
+"""Unit tests of the analysis package's pure parts: settings, results, gating, tempo.
 
 No worker processes and no essentia here (one test checks that importing the package does not
 import essentia at all).
@@ -19,70 +19,10 @@ from tracktiond.analysis import (
     ANALYSIS_VERSION,
     AnalysisResult,
     AnalysisSettings,
-    camelot,
-    key_name,
     loudness,
-    open_key,
-    short_key,
     tempo,
 )
 from tracktiond.analysis.decode import Decoder
-from tracktiond.analysis.keys import parse_key_name, pitch_class
-
-# -- key notation ---------------------------------------------------------------------------------
-
-CAMELOT_MINOR = ["Ab", "Eb", "Bb", "F", "C", "G", "D", "A", "E", "B", "F#", "C#"]  # 1A..12A
-CAMELOT_MAJOR = ["B", "F#", "Db", "Ab", "Eb", "Bb", "F", "C", "G", "D", "A", "E"]  # 1B..12B
-
-
-@pytest.mark.parametrize("number", range(1, 13))
-def test_camelot_wheel(number: int) -> None:
-    assert camelot(CAMELOT_MINOR[number - 1], "minor") == f"{number}A"
-    assert camelot(CAMELOT_MAJOR[number - 1], "major") == f"{number}B"
-
-
-def test_examples_from_the_api() -> None:
-    assert camelot("A", "minor") == "8A"
-    assert camelot("C", "major") == "8B"
-    assert open_key("A", "minor") == "1m"
-    assert open_key("C", "major") == "1d"
-    assert open_key("G", "major") == "2d"
-    assert open_key("F", "major") == "12d"
-    assert open_key("E", "minor") == "2m"
-    assert key_name("A", "minor") == "A minor"
-    assert short_key("A", "minor") == "Am"
-    assert short_key("C", "major") == "C"
-    assert short_key("F#", "minor") == "F#m"
-
-
-@pytest.mark.parametrize(
-    ("a", "b"),
-    [("Db", "C#"), ("D♭", "C♯"), ("B#", "C"), ("Cb", "B"), ("E#", "F"), ("Fb", "E"), ("Gb", "F#")],
-)
-def test_enharmonics_are_one_key(a: str, b: str) -> None:
-    for mode in ("major", "minor"):
-        assert camelot(a, mode) == camelot(b, mode)
-        assert open_key(a, mode) == open_key(b, mode)
-        assert key_name(a, mode) == key_name(b, mode)
-
-
-def test_spelling_and_parsing() -> None:
-    assert key_name("C#", "major") == "Db major"
-    assert key_name("Db", "minor") == "C# minor"
-    assert short_key("ab", "MIN") == "G#m"
-    assert parse_key_name("Bb minor") == ("Bb", "minor")
-    for bad in ("H", "", "C$", "Cx"):
-        with pytest.raises(ValueError):
-            pitch_class(bad)
-    with pytest.raises(ValueError):
-        camelot("C", "dorian")
-
-
-def test_every_key_has_a_distinct_code() -> None:
-    codes = {camelot(t, m) for t, m in signals.KEYS}
-    keys = {open_key(t, m) for t, m in signals.KEYS}
-    assert len(codes) == len(keys) == 24
-
 
 # -- settings -------------------------------------------------------------------------------------
 

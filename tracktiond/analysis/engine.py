@@ -26,11 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from tracktiond.analysis import keys, loudness, mood, tempo
+from tracktiond.analysis import loudness, mood, tempo
 from tracktiond.analysis.decode import RATE, Decoder
 from tracktiond.analysis.result import AnalysisResult, finite
 from tracktiond.analysis.settings import ANALYSIS_VERSION, AnalysisSettings
 from tracktiond.errors import BadInput
+from tracktiond.media.keys import Key
 
 __all__ = ["AnalysisResult", "analyze_file"]
 
@@ -217,7 +218,7 @@ class _Engine:
         tonic, scale, strength, _ = self.algo.key((pcp / pcp.max()).astype(np.float32))
         if scale not in ("major", "minor"):
             return None
-        return keys.tonic_name(tonic, scale), scale, finite(float(strength))
+        return Key.of(tonic, scale).tonic_name, scale, finite(float(strength))
 
     def finish(self, decoder: Decoder) -> AnalysisResult:
         s, a = self.settings, self.acc
@@ -232,7 +233,7 @@ class _Engine:
                 found = self._key(a.segments[index])
                 if found is None:
                     continue
-                name = keys.key_name(found[0], found[1])
+                name = Key.of(found[0], found[1]).name
                 if segments and segments[-1][1] == name:
                     continue  # merge: a segment list records key *changes*
                 segments.append((index * KEY_SEGMENT_SECONDS, name, round(found[2], 3)))

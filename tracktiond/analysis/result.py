@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracktiond.analysis import keys
+from tracktiond.media.keys import Key
 
 # Every metadata key written by analysis starts with this. The catalog also stores *tag* values
 # under plain names ("bpm", "initialkey", "replaygain_track_gain"), with source "tags"; the
@@ -82,7 +82,7 @@ class AnalysisResult:
         """ "A minor", or None when no key was found (silence, unpitched audio)."""
         if self.key_tonic is None or self.key_mode is None:
             return None
-        return keys.key_name(self.key_tonic, self.key_mode)
+        return Key.of(self.key_tonic, self.key_mode).name
 
     def to_metadata(self) -> dict[str, str]:
         """Flat ``analysis.*`` metadata rows; documented in docs/analysis.md.
@@ -115,10 +115,11 @@ class AnalysisResult:
         if self.bpm is not None:
             rows[f"{p}bpm"] = f"{self.bpm:.1f}"
         if self.key_tonic is not None and self.key_mode is not None:
-            rows[f"{p}key"] = keys.key_name(self.key_tonic, self.key_mode)
-            rows[f"{p}key_short"] = keys.short_key(self.key_tonic, self.key_mode)
-            rows[f"{p}key_camelot"] = keys.camelot(self.key_tonic, self.key_mode)
-            rows[f"{p}key_openkey"] = keys.open_key(self.key_tonic, self.key_mode)
+            key = Key.of(self.key_tonic, self.key_mode)
+            rows[f"{p}key"] = key.name
+            rows[f"{p}key_short"] = key.short()
+            rows[f"{p}key_camelot"] = key.camelot
+            rows[f"{p}key_openkey"] = key.open_key
             rows[f"{p}key_strength"] = f"{self.key_strength:.2f}"
         if self.tempo_curve:
             rows[f"{p}tempo_curve"] = _json(

@@ -12,6 +12,7 @@ import click
 from tracktiond.catalog.store import Catalog
 from tracktiond.cli.common import EXIT_OK, config_option, handled, json_option, load_command_config
 from tracktiond.errors import ConfigError, TracktiondError
+from tracktiond.graph.registry import QUERIES, GraphQuery, Param
 
 
 @click.group("graph")
@@ -60,65 +61,46 @@ async def graph_rebuild(config_path: Path | None, as_json: bool) -> int:
     return EXIT_OK
 
 
-def _graph_query_command(name: str, help_text: str, needs_recording: bool) -> None:
-    async def run_query(client: Any, recording: str | None, options: dict[str, Any]) -> Any:
-        from tracktiond.graph import queries
+def _human(data: Any) -> None:
+    rows = data.get("suggestions") or data.get("recordings") or data.get("duplicates") or []
+    if not rows:
+        click.echo("nothing found")
+    for row in rows:
+        parts = [str(row.get("file_path") or row.get("sha256") or row)]
+        for key in ("bpm", "camelot", "key_relation", "tempo", "shared", "copies"):
+            if row.get(key) not in (None, ""):
+                parts.append(f"{key}={row[key]}")
+        click.echo("  ".join(parts))
 
-        if name == "suggest":
-            return await queries.mix_suggestions(
-                client, recording or "", bpm_tolerance=options["tolerance"], limit=options["limit"]
-            )
-        if name == "shared":
-            return await queries.shared_tracks(client, recording or "", limit=options["limit"])
-        if name == "neighbours":
-            return await queries.neighbours(
-                client, recording or "", by=options["by"], limit=options["limit"]
-            )
-        return await queries.duplicates(client, limit=options["limit"])
 
-    def human(data: Any) -> None:
-        rows = data.get("suggestions") or data.get("recordings") or data.get("duplicates") or []
-        if not rows:
-            click.echo("nothing found")
-        for row in rows:
-            parts = [str(row.get("file_path") or row.get("sha256") or row)]
-            for key in ("bpm", "camelot", "key_relation", "tempo", "shared", "copies"):
-                if row.get(key) not in (None, ""):
-                    parts.append(f"{key}={row[key]}")
-            click.echo("  ".join(parts))
+def _click_param(param: Param) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    if param.required:
+        return click.argument(param.name)
+    return click.option(
+        f"--{param.name}",
+        type=click.Choice(param.choices) if param.choices else param.type,
+        default=param.default,
+        show_default=True,
+        help=param.help or None,
+    )
 
-    @click.option("--limit", default=20, show_default=True)
+
+def _query_command(query: GraphQuery) -> click.Command:
+    """`tracktiond graph <query.name>`: the query's parameters as an argument and options."""
+
     @config_option
     @json_option
     @handled
-    async def command(config_path: Path | None, as_json: bool, limit: int, **kw: Any) -> int:
-        options = {"limit": limit, **kw}
-        recording = kw.pop("recording", None)
-        found = await _with_graph(
-            config_path, lambda client, _sync: run_query(client, recording, options)
-        )
-        _echo_json_or(found, as_json, human)
+    async def command(config_path: Path | None, as_json: bool, **values: Any) -> int:
+        found = await _with_graph(config_path, lambda client, _sync: query.run(client, values))
+        _echo_json_or(found, as_json, _human)
         return EXIT_OK
 
-    if name == "suggest":
-        command = click.option(
-            "--tolerance", default=0.06, show_default=True, help="BPM tolerance (fraction)."
-        )(command)
-    if name == "neighbours":
-        command = click.option(
-            "--by", type=click.Choice(["artist", "genre"]), default="artist", show_default=True
-        )(command)
-    if needs_recording:
-        command = click.argument("recording")(command)
-    graph.command(name, help=help_text)(command)
+    # Applied in the table's order, so the help lists them last to first (then --config, --json).
+    for param in query.params:
+        command = _click_param(param)(command)
+    return click.command(query.name, help=query.help)(command)
 
 
-_graph_query_command(
-    "suggest",
-    "What mixes well after RECORDING (uuid or path): same or adjacent Camelot key, BPM within "
-    "the tolerance (half and double tempo included), ranked.",
-    True,
-)
-_graph_query_command("shared", "Recordings sharing tracks with RECORDING (via tracklists).", True)
-_graph_query_command("neighbours", "Recordings by the same artist or in the same genre.", True)
-_graph_query_command("duplicates", "The same content at several paths.", False)
+for _query in QUERIES:
+    graph.add_command(_query_command(_query))

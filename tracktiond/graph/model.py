@@ -39,10 +39,11 @@ from dataclasses import dataclass, field
 from typing import Any, LiteralString
 
 from tracktiond.catalog.store import RecordingProjection
-from tracktiond.graph.camelot import CamelotKey, parse_key
+from tracktiond.graph.camelot import read_key
 from tracktiond.graph.client import GraphClient
 from tracktiond.graph.dialect import IndexSpec
 from tracktiond.graph.errors import GraphQueryError
+from tracktiond.media.keys import Key
 
 __all__ = [
     "LABELS",
@@ -132,7 +133,7 @@ def _names(value: str | None) -> list[tuple[str, str]]:
     return list(out.items())
 
 
-def _key_of(meta: Mapping[str, str]) -> tuple[CamelotKey | None, str | None]:
+def _key_of(meta: Mapping[str, str]) -> tuple[Key | None, str | None]:
     # Analysis first (measured from the audio), then whatever the tags claim.
     for source, name in (
         ("analysis", "analysis.key_camelot"),
@@ -140,7 +141,7 @@ def _key_of(meta: Mapping[str, str]) -> tuple[CamelotKey | None, str | None]:
         ("analysis", "analysis.key_openkey"),
         ("tags", "initialkey"),
     ):
-        key = parse_key(meta.get(name))
+        key = read_key(meta.get(name))
         if key is not None:
             return key, source
     return None, None
@@ -175,7 +176,7 @@ def project(p: RecordingProjection) -> dict[str, Any]:
         "bpm": bpm,
         "bpm_source": bpm_source,
         "key": key.name if key else None,
-        "camelot": key.code if key else None,
+        "camelot": key.camelot if key else None,
         "open_key": key.open_key if key else None,
         "key_source": key_source,
         "energy": _number(meta.get("analysis.energy"), -math.inf, math.inf),
@@ -230,9 +231,9 @@ class GraphBatch:
         key, _ = _key_of(p.metadata)
         if key is not None:
             self.keys.setdefault(
-                key.code, {"camelot": key.code, "name": key.name, "open_key": key.open_key}
+                key.camelot, {"camelot": key.camelot, "name": key.name, "open_key": key.open_key}
             )
-            self.key_links.append({"uuid": uid, "camelot": key.code})
+            self.key_links.append({"uuid": uid, "camelot": key.camelot})
         for tl in p.tracklists:
             self._add_tracklist(uid, tl)
 

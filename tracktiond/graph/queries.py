@@ -12,14 +12,17 @@ here in Python, so it is the same whatever the server's ORDER BY semantics.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal, LiteralString
+from typing import TYPE_CHECKING, Any, Literal, LiteralString, get_args
 
-from tracktiond.graph.camelot import bpm_windows, compatible_keys, parse_key, tempo_match
-from tracktiond.graph.client import GraphClient
+from tracktiond.graph.camelot import bpm_windows, compatible_keys, read_key, tempo_match
 from tracktiond.graph.errors import NotEnoughData, RecordingNotFound
+
+if TYPE_CHECKING:  # the driver is imported where a client is made, not by the query table
+    from tracktiond.graph.client import GraphClient
 
 __all__ = [
     "DEFAULT_BPM_TOLERANCE",
+    "NEIGHBOURS_BY",
     "duplicates",
     "get_recording",
     "mix_suggestions",
@@ -95,7 +98,7 @@ async def mix_suggestions(
     if not 0 <= bpm_tolerance < 1:
         raise ValueError(f"bpm_tolerance is a fraction in [0, 1), got {bpm_tolerance}")
     source = await get_recording(client, recording)
-    key = parse_key(source.get("camelot"))
+    key = read_key(source.get("camelot"))
     bpm = source.get("bpm")
     missing = [name for name, ok in (("BPM", bool(bpm)), ("key", key is not None)) if not ok]
     if missing or key is None or not isinstance(bpm, int | float):
@@ -177,7 +180,10 @@ async def duplicates(client: GraphClient, *, limit: int = 100) -> dict[str, Any]
     }
 
 
-_NEIGHBOURS: dict[str, LiteralString] = {
+NeighboursBy = Literal["artist", "genre"]
+NEIGHBOURS_BY: tuple[NeighboursBy, ...] = get_args(NeighboursBy)
+
+_NEIGHBOURS: dict[NeighboursBy, LiteralString] = {
     "artist": (
         "MATCH (r:Recording {uuid: $uuid})-[:BY]->(x:Artist)<-[:BY]-(o:Recording) "
         "WHERE o.uuid <> $uuid "
@@ -199,7 +205,7 @@ async def neighbours(
     client: GraphClient,
     recording: str,
     *,
-    by: Literal["artist", "genre"] = "artist",
+    by: NeighboursBy = "artist",
     limit: int = 20,
 ) -> dict[str, Any]:
     """Other recordings by the same artist(s) or in the same genre(s), most shared first."""

@@ -19,37 +19,29 @@ if TYPE_CHECKING:
 
 
 async def graph_query(graph: GraphSync | None, request: Request) -> Response:
-    """Read-only graph queries as JSON: ?recording=UUID-or-path[&tolerance=0.06][&by=...]."""
+    """/graph/<route>: a query of tracktiond.graph.registry, its parameters from the query string
+    (?recording=UUID-or-path&limit=20...), its result as JSON."""
     from tracktiond.graph import (
         GraphError,
         GraphUnavailable,
         NotEnoughData,
         RecordingNotFound,
-        queries,
+        registry,
     )
 
     if graph is None:
         return Response.json({"error": "no graph configured ([graph] uri)"}, status=404)
-    client = graph.client
-    q = request.query
+    query = registry.by_route(request.path.removeprefix("/graph/"))
+    if query is None:
+        return Response.json({"error": f"no graph query at {request.path}"}, status=404)
+    values: dict[str, Any] = {}
     try:
-        limit = int(q.get("limit", "20"))
-        if request.path == "/graph/duplicates":
-            data = await queries.duplicates(client, limit=limit)
-        else:
-            recording = q.get("recording", "")
-            if not recording:
-                return Response.json({"error": "?recording=UUID-or-path is required"}, 400)
-            if request.path == "/graph/suggestions":
-                tolerance = float(q.get("tolerance", "0.06"))
-                data = await queries.mix_suggestions(
-                    client, recording, bpm_tolerance=tolerance, limit=limit
-                )
-            elif request.path == "/graph/shared":
-                data = await queries.shared_tracks(client, recording, limit=limit)
-            else:
-                by = q.get("by", "artist")
-                data = await queries.neighbours(client, recording, by=by, limit=limit)  # type: ignore[arg-type]
+        for param in query.params:
+            text = request.query.get(param.name)
+            if param.required and not text:
+                return Response.json({"error": f"?{param.name}={param.metavar} is required"}, 400)
+            values[param.name] = param.default if text is None else param.parse(query.name, text)
+        data = await query.run(graph.client, values)
     except RecordingNotFound as exc:
         return Response.json({"error": str(exc)}, status=404)
     except NotEnoughData as exc:

@@ -23,8 +23,8 @@ and :func:`cleanup_stale_temp_files` removes. See docs/tagging.md.
 The modules, in the order a write goes through them:
 
 - ``model``: the values and options (refused when invalid), the plan, the result, the failures;
-- ``keys``: key notations (standard, Camelot, Open Key);
-- ``spelling``: how each value is spelled per tag system, and when a held value is the same;
+- ``spelling``: how each value is spelled per tag system (keys in the configured notation, with
+  tracktiond.media.keys), and when a held value is the same;
 - ``plan``: step 1, reads only (``plan_tag_write`` is the dry run);
 - ``apply``: mutagen: loading the tags as they are, applying the changes, saving;
 - ``audiocheck``: the audio payload and decoder headers that must not change;
@@ -35,15 +35,14 @@ The modules, in the order a write goes through them:
 Only the names below are the API; the rest is private to the package.
 """
 
-from tracktiond.tagwrite.keys import KeyNotation, format_key, parse_key
 from tracktiond.tagwrite.model import FieldChange, TagValues, TagWriteOptions, TagWriteResult
 from tracktiond.tagwrite.plan import plan_tag_write
 from tracktiond.tagwrite.safewrite import write_tags
+from tracktiond.tagwrite.spelling import format_key, parse_key
 from tracktiond.tagwrite.tempfiles import cleanup_stale_temp_files, is_temp_name
 
 __all__ = [
     "FieldChange",
-    "KeyNotation",
     "TagValues",
     "TagWriteOptions",
     "TagWriteResult",

@@ -6,12 +6,13 @@ from __future__ import annotations
 import errno
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from tracktiond.media.formats import AudioFormat
+from tracktiond.media.keys import NOTATIONS, Notation, parse_mode, pitch_class
 from tracktiond.media.tags import TagSystem, energy_field
-from tracktiond.tagwrite.keys import _MODES, KeyNotation, _parse_tonic
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,9 @@ class TagValues:
             raise ValueError(f"bpm must be in (0, 1000), got {self.bpm!r}")
         if (self.key_tonic is None) != (self.key_mode is None):
             raise ValueError("key_tonic and key_mode go together")
-        if self.key_tonic is not None and _parse_tonic(self.key_tonic) is None:
+        if self.key_tonic is not None and not _parses(pitch_class, self.key_tonic):
             raise ValueError(f"key_tonic {self.key_tonic!r} is not a note name like 'A' or 'C#'")
-        if self.key_mode is not None and self.key_mode.strip().lower() not in _MODES:
+        if self.key_mode is not None and not _parses(parse_mode, self.key_mode):
             raise ValueError(f"key_mode must be 'major' or 'minor', got {self.key_mode!r}")
         gain = self.replaygain_track_gain
         if gain is not None and not (_finite(gain) and -100 < gain < 100):
@@ -48,12 +49,12 @@ class TagValues:
 @dataclass(frozen=True)
 class TagWriteOptions:
     overwrite: bool = False  # replace values the file already holds (when they differ)
-    key_notation: KeyNotation = "standard"
+    key_notation: Notation = "standard"
     energy_field: str | None = None  # "MOOD", "ENERGY", ... or None: energy is not written
     new_id3_version: Literal[3, 4] = 4  # for files that have no ID3 tag yet; others keep theirs
 
     def __post_init__(self) -> None:
-        if self.key_notation not in ("standard", "camelot", "openkey"):
+        if self.key_notation not in NOTATIONS:
             raise ValueError(
                 f"key_notation must be standard, camelot or openkey: {self.key_notation!r}"
             )
@@ -120,6 +121,14 @@ class _Failure(Exception):
 
 def _finite(x: float) -> bool:
     return math.isfinite(x)
+
+
+def _parses(parse: Callable[[str], object], text: str) -> bool:
+    try:
+        parse(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass

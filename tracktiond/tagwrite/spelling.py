@@ -5,9 +5,28 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
+from tracktiond.media.keys import Key, Notation
 from tracktiond.media.tags import TagSystem
-from tracktiond.tagwrite.keys import format_key, parse_key
 from tracktiond.tagwrite.model import TagValues, TagWriteOptions
+
+
+def format_key(tonic: str, mode: str, notation: Notation) -> str:
+    """A key as written into tags: ("A", "minor") is "Am", "8A" or "1m".
+
+    The standard notation keeps the sharp or flat spelling of the tonic it is given ("Bb" stays
+    "Bb", "A#" stays "A#"); analysis gives the usual one (tracktiond.media.keys).
+    """
+    key = Key.of(tonic, mode)
+    return key.short(tonic) if notation == "standard" else key.format(notation)
+
+
+def parse_key(text: str) -> tuple[int, str, Notation] | None:
+    """(pitch class, "major"/"minor", notation) of a key a tag holds, None if it is not a key."""
+    try:
+        key, notation = Key.parse_notation(text)
+    except ValueError:
+        return None
+    return key.tonic, key.mode, notation
 
 
 def _decimal(x: float) -> Decimal:
