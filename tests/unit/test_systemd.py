@@ -1,18 +1,23 @@
-"""The sd_notify protocol against a real NOTIFY_SOCKET, and the watchdog task on a real clock."""
+"""The sd_notify protocol against a real NOTIFY_SOCKET, and the watchdog task's schedule.
+
+The watchdog's schedule is checked on an injected clock that moves only when the loop sleeps, so
+every ping time is exact and the tests take no wall-clock time; one test keeps the real event
+loop, to show that a blocked loop stops the pings.
+"""
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from tracktiond.service.sdnotify import Notifier, under_systemd, watchdog_loop
@@ -244,58 +249,110 @@ async def test_watchdog_loop_returns_when_watchdog_off(path_receiver: Receiver) 
     assert path_receiver.pending() == []
 
 
+class ClockStopped(Exception):
+    """Raised by FakeClock.sleep_until once the test's sleeps are used up: ends the loop."""
+
+
+class FakeClock:
+    """Time that moves only when the watchdog loop sleeps: a sleep jumps to its deadline.
+
+    ``lag`` adds extra seconds to given sleeps (1-based), as a blocked or overloaded event loop
+    would; after ``sleeps`` sleeps the next one raises ClockStopped.
+    """
+
+    def __init__(self, sleeps: int, lag: dict[int, float] | None = None) -> None:
+        self.now = 1000.0
+        self.start = self.now
+        self.deadlines: list[float] = []
+        self._sleeps = sleeps
+        self._lag = lag or {}
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep_until(self, deadline: float) -> None:
+        self.deadlines.append(deadline)
+        if len(self.deadlines) > self._sleeps:
+            raise ClockStopped
+        self.now = max(self.now, deadline) + self._lag.get(len(self.deadlines), 0.0)
+        await anyio.lowlevel.checkpoint()
+
+    def since_start(self, times: list[float]) -> list[float]:
+        return [round(t - self.start, 6) for t in times]
+
+
+class PingTimes(Notifier):
+    """The real notifier (real datagrams), noting the fake clock's time of every ping."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.times: list[float] = []
+
+    def watchdog(self) -> bool:
+        self.times.append(self.clock())
+        return super().watchdog()
+
+
+async def _run(notifier: PingTimes, health_check: Callable[[], bool] | None = None) -> None:
+    clock = notifier.clock
+    with anyio.fail_after(5), pytest.raises(ClockStopped):
+        await watchdog_loop(notifier, health_check, clock=clock, sleep_until=clock.sleep_until)
+
+
 async def test_watchdog_loop_pings_every_half_period(
     path_receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WATCHDOG_USEC", "200000")
-    notifier = Notifier()
+    clock = FakeClock(sleeps=8)
+    notifier = PingTimes(clock)
     assert notifier.watchdog_interval == pytest.approx(0.1)
-    arrivals: list[float] = []
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(watchdog_loop, notifier)
-        with anyio.move_on_after(0.75):
-            while True:
-                assert await path_receiver.recv_async() == "WATCHDOG=1"
-                arrivals.append(time.monotonic())
-        tg.cancel_scope.cancel()
-    # 0.75 s at 0.1 s, first ping at once: 8 pings, give or take scheduling jitter.
-    assert 6 <= len(arrivals) <= 9, arrivals
-    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    assert 0.09 <= sum(gaps) / len(gaps) <= 0.12, gaps
-    assert all(0.04 <= gap <= 0.2 for gap in gaps), gaps
+    await _run(notifier)
+    # The first ping at once, then one per interval: 9 pings over 8 sleeps, each one sent.
+    assert clock.since_start(notifier.times) == [round(0.1 * k, 6) for k in range(9)]
+    assert path_receiver.pending() == ["WATCHDOG=1"] * 9
+
+
+async def test_watchdog_loop_does_not_drift_when_woken_late(
+    path_receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")
+    # Every wake-up 30 ms late (less than an interval): the deadlines stay on the grid.
+    clock = FakeClock(sleeps=5, lag=dict.fromkeys(range(1, 6), 0.03))
+    notifier = PingTimes(clock)
+    await _run(notifier)
+    assert clock.since_start(clock.deadlines) == [round(0.1 * k, 6) for k in range(1, 7)]
+    assert clock.since_start(notifier.times) == [0.0, 0.13, 0.23, 0.33, 0.43, 0.53]
+
+
+async def test_watchdog_loop_restarts_its_schedule_after_a_stall(
+    path_receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")
+    # The second sleep ends 0.45 s late (the loop was blocked): one ping then, not a burst for
+    # the four missed ones, and the schedule goes on from there.
+    clock = FakeClock(sleeps=4, lag={2: 0.45})
+    notifier = PingTimes(clock)
+    await _run(notifier)
+    assert clock.since_start(notifier.times) == [0.0, 0.1, 0.65, 0.75, 0.85]
+    assert clock.since_start(clock.deadlines) == [0.1, 0.2, 0.75, 0.85, 0.95]
+    assert len(path_receiver.pending()) == 5
 
 
 async def test_watchdog_loop_withholds_pings_while_unhealthy(
     path_receiver: Receiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("WATCHDOG_USEC", "200000")
-    healthy = True
-    arrivals: list[float] = []
-    async with anyio.create_task_group() as tg:
+    clock = FakeClock(sleeps=11)
+    notifier = PingTimes(clock)
 
-        async def receive() -> None:
-            while True:
-                assert await path_receiver.recv_async() == "WATCHDOG=1"
-                arrivals.append(time.monotonic())
+    def healthy() -> bool:  # sick from 0.3 s to 0.8 s
+        return not 0.3 <= round(clock() - clock.start, 6) < 0.8
 
-        tg.start_soon(receive)
-        with caplog.at_level(logging.WARNING, logger="tracktiond.service.sdnotify"):
-            tg.start_soon(watchdog_loop, Notifier(), lambda: healthy)
-            await anyio.sleep(0.35)
-            healthy = False
-            sick_from = time.monotonic()
-            await anyio.sleep(0.5)
-            sick_until = time.monotonic()
-            healthy = True
-            await anyio.sleep(0.35)
-        tg.cancel_scope.cancel()
-    before = [t for t in arrivals if t < sick_from]
-    # Allow one ping already in flight at the switch, none for the rest of the sick period.
-    during = [t for t in arrivals if sick_from + 0.02 < t < sick_until]
-    after = [t for t in arrivals if t >= sick_until]
-    assert len(before) >= 3, arrivals
-    assert during == [], (sick_from, sick_until, arrivals)
-    assert len(after) >= 2, arrivals
+    with caplog.at_level(logging.WARNING, logger="tracktiond.service.sdnotify"):
+        await _run(notifier, healthy)
+    assert clock.since_start(notifier.times) == [0.0, 0.1, 0.2, 0.8, 0.9, 1.0, 1.1]
+    assert len(path_receiver.pending()) == 7
     messages = [r.getMessage() for r in caplog.records]
     assert sum("withholding" in m for m in messages) == 1
     assert sum("resuming" in m for m in messages) == 1
@@ -309,26 +366,27 @@ async def test_watchdog_loop_treats_raising_health_check_as_unhealthy(
     def broken() -> bool:
         raise RuntimeError("catalog probe crashed")
 
-    with anyio.move_on_after(0.35):
-        await watchdog_loop(Notifier(), broken)
+    clock = FakeClock(sleeps=5)
+    notifier = PingTimes(clock)
+    await _run(notifier, broken)
+    assert notifier.times == []
     assert path_receiver.pending() == []
 
 
 async def test_blocked_event_loop_stops_pings(
     path_receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """On the real event loop: while the loop is blocked no ping can go out (the hang systemd
+    must be told about), and once it runs again the pings resume."""
     monkeypatch.setenv("WATCHDOG_USEC", "200000")
     async with anyio.create_task_group() as tg:
         tg.start_soon(watchdog_loop, Notifier())
         assert await path_receiver.recv_async() == "WATCHDOG=1"
         path_receiver.pending()
-        # Block the loop for several intervals: this is the hang systemd must be told about.
-        time.sleep(0.4)
+        time.sleep(0.4)  # blocks the loop for several intervals
         assert path_receiver.pending() == []
-        # Once the loop runs again the pings resume (one, not a burst for the missed ones).
-        assert await path_receiver.recv_async() == "WATCHDOG=1"
-        await anyio.sleep(0.02)
-        assert path_receiver.pending() == []
+        with anyio.fail_after(5):
+            assert await path_receiver.recv_async() == "WATCHDOG=1"
         tg.cancel_scope.cancel()
 
 

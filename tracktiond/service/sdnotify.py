@@ -17,7 +17,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
 
@@ -184,19 +184,28 @@ def _encode(fields: Mapping[str, str | int]) -> bytes:
     return "\n".join(lines).encode("utf-8", errors="replace")
 
 
-async def watchdog_loop(notifier: Notifier, health_check: Callable[[], bool] | None = None) -> None:
+async def watchdog_loop(
+    notifier: Notifier,
+    health_check: Callable[[], bool] | None = None,
+    *,
+    clock: Callable[[], float] = anyio.current_time,
+    sleep_until: Callable[[float], Awaitable[None]] = anyio.sleep_until,
+) -> None:
     """Ping systemd's watchdog every ``notifier.watchdog_interval`` seconds, forever.
 
     Runs on the event loop on purpose: if the loop is blocked the pings stop and systemd restarts
     us, which is exactly the hang the watchdog exists to catch. ``health_check`` (cheap, sync)
     can veto a ping, letting a wedged subsystem trigger the same restart. Returns at once when
     the watchdog is off; cancel it to stop.
+
+    ``clock`` and ``sleep_until`` are the event loop's clock and sleep unless given others (a
+    test's clock that moves only when told, so the schedule can be checked exactly).
     """
     interval = notifier.watchdog_interval
     if interval is None:
         return
     healthy = True
-    next_ping = anyio.current_time()
+    next_ping = clock()
     while True:
         ok, error = _check(health_check)
         if ok:
@@ -214,10 +223,10 @@ async def watchdog_loop(notifier: Notifier, health_check: Callable[[], bool] | N
         # Schedule from the previous deadline so pings do not drift later each round; after a
         # stall (the very thing we report) restart the schedule from now instead of bursting.
         next_ping += interval
-        now = anyio.current_time()
+        now = clock()
         if next_ping < now:
             next_ping = now + interval
-        await anyio.sleep_until(next_ping)
+        await sleep_until(next_ping)
 
 
 def _check(health_check: Callable[[], bool] | None) -> tuple[bool, Exception | None]:
