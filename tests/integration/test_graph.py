@@ -20,7 +20,6 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,8 @@ from tracktiond.graph import (
     queries,
 )
 from tracktiond.graph import model as graph_model
-from tracktiond.pipeline.reconcile import Scanner, ScanSummary
+from tracktiond.pipeline.reconcile import ScanSummary
+from tracktiond.pipeline.scan import Scanner
 
 pytestmark = pytest.mark.anyio
 
@@ -563,7 +563,7 @@ MIX_ORDER = ["same", "half", "double", "analysed-in", "openkey", "relative", "up
 async def _record_analyses(catalog: Catalog, by_name: dict[str, dict[str, str]]) -> None:
     """Store analysis metadata the way the analysis stage does (claim, then record)."""
     fingerprint = "graph-tests"
-    jobs = await catalog.claim_analyses("graph-tests", 100, timedelta(minutes=5), fingerprint)
+    jobs = await catalog.analysis_queue.claim("graph-tests", 100, fingerprint)
     done = set()
     for job in jobs:
         name = Path(job.path).stem

@@ -252,17 +252,16 @@ class Daemon:
     # ---- HTTP (cheap handlers: they read cached state) -------------------------------------
 
     def _routes(self) -> dict[str, Any]:
-        graph = self._graph_query
-        return {
+        from tracktiond.graph.registry import QUERIES
+
+        routes: dict[str, Any] = {
             "/healthz": self._healthz,
             "/readyz": self._readyz,
             "/metrics": self._metrics,
             "/status": self._status,
-            "/graph/suggestions": graph,
-            "/graph/shared": graph,
-            "/graph/duplicates": graph,
-            "/graph/neighbours": graph,
         }
+        routes.update({f"/graph/{query.route}": self._graph_query for query in QUERIES})
+        return routes
 
     async def _healthz(self, request: Request) -> Response:
         return Response.text("ok\n")
