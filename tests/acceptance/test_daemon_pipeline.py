@@ -9,8 +9,7 @@ tests/support/faulty_worker.py, picked through the subprocess's environment).
 
 from __future__ import annotations
 
-import json
-import os
+import inspect
 import shutil
 from pathlib import Path
 
@@ -18,14 +17,34 @@ import anyio
 import mutagen
 import pytest
 
-from tests.acceptance.test_daemon import Daemons, daemon_env, free_port, wait_until, write_config
+from tests.acceptance.test_daemon import (
+    DaemonProcess,
+    Daemons,
+    Samples,
+    daemon_env,
+    free_port,
+    wait_until,
+    write_config,
+)
 from tests.acceptance.test_daemon import (
     daemons as daemons,  # the fixture: kills what a test started
 )
 from tests.support import audiogen, faulty_worker
+from tracktiond.catalog import Catalog
+from tracktiond.pipeline.stage import StageLoop
 
 pytestmark = pytest.mark.anyio
 
+JOBS = "tracktiond_jobs_processed_total"
+#: A stage that finds nothing to claim looks again after this long (StageLoop's idle poll; the
+#: daemon keeps the default). A quiet window must be longer, or it proves nothing.
+IDLE_POLL = float(inspect.signature(StageLoop).parameters["idle_poll"].default)
+QUIET = IDLE_POLL + 1.5
+QUIET_COUNTERS = (
+    "tracktiond_tag_writes_total",
+    "tracktiond_jobs_processed_total",
+    "tracktiond_analysis_audio_seconds_total",
+)
 FORMATS = ("mp3", "flac", "ogg", "opus", "m4a", "wav", "wma")
 TAGGED = {  # where each format keeps the key tracktiond writes
     "mp3": "TKEY",
@@ -83,7 +102,7 @@ async def test_daemon_analyses_tags_once_then_stays_quiet(
 
     def tagged() -> bool:
         files = d.status()["tagging"]["files"]
-        return files.get("written", 0) == len(TAGGED) and files.get("skipped", 0) == 1
+        return bool(files.get("written", 0) == len(TAGGED) and files.get("skipped", 0) == 1)
 
     await wait_until(tagged, 60, lambda: f"tagging: {d.status()['tagging']}", d)
 
@@ -97,20 +116,29 @@ async def test_daemon_analyses_tags_once_then_stays_quiet(
     [skipped] = status["tagging"]["not_written"]
     assert skipped["path"].endswith(".wma") and skipped["reason"]
 
-    # Quiet: over a few seconds nothing is written, analysed or re-read any more.
+    # Quiet: over more than one idle poll nothing is written, analysed or re-read any more.
     before = d.metrics()
-    await anyio_sleep(4.0)
+    await anyio_sleep(QUIET)
     after = d.metrics()
-    for name in (
-        "tracktiond_tag_writes_total",
-        "tracktiond_jobs_processed_total",
-        "tracktiond_analysis_audio_seconds_total",
-    ):
+    for name in QUIET_COUNTERS:
         assert after.total(name) == before.total(name), name
-    assert after.total("tracktiond_jobs_processed_total", stage="analysis") == len(paths)
+    assert after.total(JOBS, stage="analysis") == len(paths)
     assert after.total("tracktiond_tag_writes_total", result="written") == len(TAGGED)
 
     # A move and a user's tag edit: the catalog follows, the analysis is not run again.
+    catalog = await Catalog.open(db_url)
+    try:
+        await _move_and_edit(d, catalog, paths, library, after)
+    finally:
+        await catalog.close()
+
+
+async def _move_and_edit(
+    d: DaemonProcess, catalog: Catalog, paths: list[Path], library: Path, after: Samples
+) -> None:
+    before_move = await catalog.recording_for_path(str(paths[1]))
+    assert before_move is not None
+    recording_id = before_move["recording_id"]
     moved = library / "sorted" / paths[1].name
     moved.parent.mkdir()
     shutil.move(paths[1], moved)
@@ -119,17 +147,34 @@ async def test_daemon_analyses_tags_once_then_stays_quiet(
     audio.tags["title"] = ["edited by the user"]
     audio.save()
 
-    def followed() -> bool:
-        rows = d.get_json("/status")["files"]
-        return bool(rows["missing"] == 0 and rows["pending"] == 0) and os.path.exists(moved)
+    async def seen() -> bool:
+        # The catalog has the recording at its new path, and the edit was ingested (as a
+        # changed file: its bytes changed, its audio did not).
+        row = await catalog.recording_for_path(str(moved))
+        if row is None or row["state"] != "cataloged":
+            return False
+        assert row["recording_id"] == recording_id, (row, recording_id)
+        now = d.metrics()
+        files = d.status()["files"]
+        return bool(
+            now.total(JOBS, stage="ingest", outcome="changed")
+            > after.total(JOBS, stage="ingest", outcome="changed")
+            and files["missing"] == 0
+            and files["pending"] == 0
+        )
 
-    await wait_until(followed, 30, "catalog follows the move and the edit", d)
-    await anyio_sleep(3.0)
+    await wait_until(seen, 30, lambda: f"the move and the edit seen: {d.status()['files']}", d)
+    # A re-analysis the move or the edit wrongly queued would be claimed at once (new work wakes
+    # the stages) or at the latest at the analysis stage's next idle poll: wait longer than that.
+    seen_at = d.metrics()
+    await anyio_sleep(QUIET)
     final = d.metrics()
-    assert final.total("tracktiond_jobs_processed_total", stage="analysis") == len(paths)
-    assert final.total("tracktiond_tag_writes_total", result="written") == len(TAGGED)
-    assert d.status()["analysis"]["analysed"] == len(paths)
-    json.dumps(d.status())  # /status stays serialisable with every stage running
+    assert final.total(JOBS, stage="analysis") == len(paths)
+    for name in ("tracktiond_analysis_audio_seconds_total", "tracktiond_tag_writes_total"):
+        assert final.total(name) == seen_at.total(name) == after.total(name), name
+    analysis = d.status()["analysis"]
+    assert (analysis["analysed"], analysis["pending"]) == (len(paths), 0), analysis
+    assert await catalog.recording_for_path(str(paths[1])) is None  # the old path is gone
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
