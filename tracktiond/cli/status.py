@@ -1,7 +1,8 @@
 """`tracktiond status` and `tracktiond duplicates`: what the catalog holds, for people and scripts.
 
 `status` asks the running daemon (its /status) when one answers on [http] listen, else reads the
-catalog itself.
+catalog itself; either way it prints one typed document (tracktiond.service.status), as JSON or
+as the lines of ``status_lines``.
 """
 
 from __future__ import annotations
@@ -13,120 +14,130 @@ from typing import Any
 import anyio
 import click
 
-from tracktiond import __version__
-from tracktiond.catalog.store import Catalog, CatalogStatus, DuplicateGroup
+from tracktiond.catalog.store import Catalog, DuplicateGroup
 from tracktiond.cli.common import EXIT_OK, config_option, handled, json_option, load_command_config
 from tracktiond.config import Config
+from tracktiond.errors import TracktiondError
+from tracktiond.service.status import StatusDocument, StatusSchemaError, catalog_status
 
 
-def _daemon_status(config: Config) -> dict[str, Any] | None:
-    """The running daemon's /status, or None when no daemon answers on [http] listen."""
-    import urllib.error
+def _status_url(config: Config) -> str:
+    host = config.http.host
+    return f"http://{'[' + host + ']' if ':' in host else host}:{config.http.port}/status"
+
+
+def _fetch_daemon_status(url: str) -> bytes | None:
+    """The body of the running daemon's /status, or None when no daemon answers."""
     import urllib.request
 
-    host = config.http.host
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{config.http.port}/status"
+    # The daemon listens on a local address: never through a proxy from the environment.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            data: dict[str, Any] = json.loads(resp.read())
-            return data
-    except (OSError, ValueError):
+        with opener.open(url, timeout=2) as resp:
+            body: bytes = resp.read()
+            return body
+    except OSError:  # refused, timed out, an HTTP error status: no daemon of ours answers
         return None
 
 
 @click.command("status")
 @config_option
 @json_option
-@click.option("--failures", default=10, show_default=True, help="How many recent failures to list.")
+@click.option(
+    "--failures",
+    default=10,
+    show_default=True,
+    help="How many recent failures to list (when read from the catalog).",
+)
 @handled
 async def status(config_path: Path | None, as_json: bool, failures: int) -> int:
-    """What the catalog holds: files by state, duplicates, recent failures.
+    """What the catalog holds and what the daemon is doing: files by state, duplicates, queues,
+    recent failures.
 
-    Asks the running daemon when one answers on [http] listen, else reads the catalog."""
+    Asks the running daemon when one answers on [http] listen, else reads the catalog; the
+    same document either way (docs/status.md)."""
     config = load_command_config(config_path)
-    live = await anyio.to_thread.run_sync(_daemon_status, config)
-    if live is not None:
-        if as_json:
-            click.echo(json.dumps(live, indent=2))
-            return EXIT_OK
-        _print_daemon_status(live)
-        return EXIT_OK
-    from tracktiond.pipeline.analyse import settings_from_config
-
-    catalog = await Catalog.open(config.database_url)
-    try:
-        st = await catalog.status(failures=failures)
-        analysis = await catalog.analysis_stats(settings_from_config(config.analysis).fingerprint())
-        analysis_failures = await catalog.analysis_failures(failures)
-    finally:
-        await catalog.close()
-    data = _status_dict(st)
-    data["analysis"] = analysis
-    data["recent_analysis_failures"] = [
-        {"path": f.path, "class": f.error_class, "reason": f.reason, "at": f.at.isoformat()}
-        for f in analysis_failures
-    ]
+    url = _status_url(config)
+    body = await anyio.to_thread.run_sync(_fetch_daemon_status, url)
+    if body is not None:
+        try:
+            doc = StatusDocument.from_json(body)
+        except StatusSchemaError as exc:
+            raise TracktiondError(
+                f"the daemon at {url} answered with a status document this tracktiond cannot "
+                f"read: {exc}"
+            ) from None
+    else:
+        catalog = await Catalog.open(config.database_url)
+        try:
+            doc = await catalog_status(config, catalog, failures=failures)
+        finally:
+            await catalog.close()
     if as_json:
-        click.echo(json.dumps(data, indent=2))
-        return EXIT_OK
-    by_state = ", ".join(f"{n} {state}" for state, n in data["files"].items())
-    click.echo(f"tracktiond {__version__}")
-    click.echo(f"files: {by_state}")
-    click.echo(f"recordings: {data['recordings']}")
-    click.echo(
-        f"duplicates: {data['duplicates']['recordings']} recordings at "
-        f"{data['duplicates']['files']} paths (`tracktiond duplicates` lists them)"
-    )
-    a = data["analysis"]
-    click.echo(f"analysis: {a['analysed']} analysed, {a['pending']} pending, {a['failed']} failed")
-    if data["recent_failures"]:
-        click.echo("recent failures:")
-        for f in data["recent_failures"]:
-            click.echo(f"  {f['path']}: {f['reason']} [{f['class']}]")
-    for f in data["recent_analysis_failures"]:
-        click.echo(f"  {f['path']}: analysis: {f['reason']} [{f['class']}]")
+        click.echo(doc.to_json())
+    else:
+        for line in status_lines(doc):
+            click.echo(line)
     return EXIT_OK
 
 
-def _print_daemon_status(data: dict[str, Any]) -> None:
-    state = "ready" if data["ready"] else f"not ready ({data['not_ready_reason']})"
-    click.echo(f"tracktiond {data['version']} daemon (pid {data['pid']}): {state}")
-    for root in data["roots"]:
-        reason = f" ({root['reason']})" if root.get("reason") else ""
-        click.echo(f"  root {root['path']}: {root['mode']}{reason}")
-    click.echo("files: " + ", ".join(f"{n} {s}" for s, n in data["files"].items()))
-    click.echo(f"recordings: {data['recordings']}")
-    queue = data["queue"]
-    click.echo(f"queue: {queue['pending']} pending, oldest {queue['oldest_age_seconds']} s")
-    workers = data["workers"]
-    click.echo(f"workers: {workers['busy']} busy of {workers['count']}")
-    a = data.get("analysis", {})
-    if a.get("enabled"):
-        click.echo(
-            f"analysis: {a['analysed']} analysed, {a['pending']} pending, {a['failed']} failed"
-            f" ({a['busy']} of {a['workers']} workers busy)"
-        )
-    graph = data.get("graph", {})
-    if graph.get("enabled"):
-        state = "up" if graph["up"] else f"down ({graph['last_error']})"
-        click.echo(f"graph: {state}, {graph['outbox']['pending']} changes to sync")
-    if data["recent_failures"]:
-        click.echo("recent failures:")
-        for f in data["recent_failures"]:
-            click.echo(f"  {f['path']}: {f['reason']} [{f['class']}]")
-
-
-def _status_dict(st: CatalogStatus) -> dict[str, Any]:
-    return {
-        "version": __version__,
-        "files": st.files_by_state,
-        "recordings": st.recordings,
-        "duplicates": {"recordings": st.duplicate_recordings, "files": st.duplicate_files},
-        "recent_failures": [
-            {"path": f.path, "class": f.error_class, "reason": f.reason, "at": f.at.isoformat()}
-            for f in st.recent_failures
-        ],
-    }
+def status_lines(doc: StatusDocument) -> list[str]:
+    """The human-readable status, the same lines whether a daemon answered or not."""
+    if doc.source == "daemon":
+        state = "ready" if doc.ready else f"not ready ({doc.not_ready_reason})"
+        out = [f"tracktiond {doc.version} daemon (pid {doc.pid}): {state}"]
+    else:
+        out = [f"tracktiond {doc.version}: {doc.not_ready_reason}; read from the catalog"]
+    catalog = "up" if doc.catalog.up else f"down ({doc.catalog.reason})"
+    out.append(f"catalog: {doc.catalog.url} ({catalog})")
+    reload = doc.config.last_reload
+    if reload.ok is False:
+        out.append(f"config: the last reload was rejected: {reload.error}")
+    for root in doc.roots:
+        mode = root.mode or "not watched"
+        out.append(f"  root {root.path}: {mode}" + (f" ({root.reason})" if root.reason else ""))
+    out.append("files: " + ", ".join(f"{n} {s}" for s, n in doc.files.items()))
+    out.append(f"recordings: {doc.recordings}")
+    dup = doc.duplicates
+    if dup.recordings:
+        paths = f"{dup.files} paths" if dup.files is not None else "several paths each"
+        listed = "`tracktiond duplicates` lists them"
+        out.append(f"duplicates: {dup.recordings} recordings at {paths} ({listed})")
+    else:
+        out.append("duplicates: none")
+    queue = doc.queue
+    out.append(f"queue: {queue.pending} pending, oldest {queue.oldest_age_seconds} s")
+    if doc.reconciling:
+        out.append(f"reconciling ({doc.reconciling})")
+    w = doc.workers
+    if w.count is not None:
+        out.append(f"workers: {w.busy} busy of {w.count}, {w.processed} files processed")
+    a = doc.analysis
+    if a.enabled:
+        line = f"analysis: {a.analysed} analysed, {a.pending} pending, {a.failed} failed"
+        if a.workers is not None:
+            line += f" ({a.busy} of {a.workers} workers busy)"
+        out.append(line)
+    else:
+        out.append("analysis: disabled")
+    t = doc.tagging
+    if t.enabled:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted((t.files or {}).items())) or "nothing"
+        out.append(f"tag write-back: {counts}")
+    g = doc.graph
+    if g.enabled:
+        sync = "" if g.up is None else ("up, " if g.up else f"down ({g.last_error}), ")
+        out.append(f"graph {g.uri}: {sync}{g.outbox.pending} changes to sync")
+    if doc.recent_failures:
+        out.append("recent failures:")
+        for f in doc.recent_failures:
+            stage = "" if f.stage == "ingest" else f"{f.stage}: "
+            out.append(f"  {f.path}: {stage}{f.reason} [{f.class_}]")
+    if t.not_written:
+        out.append("tags not written:")
+        for p in t.not_written:
+            out.append(f"  {p.path}: {p.reason} [{p.status}]")
+    return out
 
 
 @click.command("duplicates")
