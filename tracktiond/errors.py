@@ -83,5 +83,11 @@ class TransientFileError(FileJobError):
     failure_class = FailureClass.TRANSIENT
 
 
+class FileStillArriving(TransientFileError):
+    """The file is still being written (copied in, downloaded, recorded): it grew or changed
+    while it was read, or it looks cut short and was modified a moment ago. Not a failure: it
+    is read again once it has settled, and no attempt is counted (DESIGN invariant 7)."""
+
+
 class FileVanished(TransientFileError):
     """The file disappeared between discovery and reading."""

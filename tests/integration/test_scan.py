@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import time
 import traceback
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -318,6 +319,10 @@ async def test_unreadable_files_are_recorded_with_a_reason(
 ) -> None:
     good = audiogen.make_audio(library / "good.mp3", seconds=0.3)
     bad = audiogen.make_broken(library / name, kind)
+    # A damaged file that has sat in the library; a cut-short file modified a moment ago is
+    # taken for one still being written (test_arriving_files.py).
+    an_hour_ago = time.time() - 3600
+    os.utime(bad, (an_hour_ago, an_hour_ago))
     summary = await scan(catalog, library)
     assert summary.counts["new"] == 1 and summary.counts["failed"] == 1, summary.as_dict()
     data = await info(catalog, bad)

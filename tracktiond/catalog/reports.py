@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import and_, delete, func, not_, or_, select
 
 from tracktiond.catalog.base import StoreBase, _under
 from tracktiond.catalog.models import FileState, files, metadata_entries, recordings, utcnow
@@ -46,6 +46,21 @@ class ReportsMixin(StoreBase):
         if oldest is not None and oldest.tzinfo is None:
             oldest = oldest.replace(tzinfo=UTC)
         return int(row[0]), oldest
+
+    async def pending_due(self, roots: Sequence[str] = ()) -> int:
+        """Pending files (under ``roots``) that are due now or waiting out a retry's backoff;
+        not those deferred because they are still being written (see results.py)."""
+        now = utcnow()
+        deferred = and_(
+            files.c.error_class.is_(None),
+            files.c.not_before.is_not(None),
+            files.c.not_before > now,
+        )
+        where = [files.c.state == FileState.PENDING.value, not_(deferred)]
+        if roots:
+            where.append(or_(*[_under(r) for r in roots]))
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).where(*where))).scalar_one())
 
     async def status(self, failures: int = 10) -> CatalogStatus:
         st = CatalogStatus()

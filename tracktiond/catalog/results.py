@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, or_, select, update
@@ -29,10 +29,14 @@ from tracktiond.catalog.upkeep import (
 )
 from tracktiond.catalog.values import JobResult, KnownFile, Outcome, to_int64
 from tracktiond.catalog.work import IngestQueue
-from tracktiond.errors import FailureClass, FileJobError, FileVanished
+from tracktiond.errors import FailureClass, FileJobError, FileStillArriving, FileVanished
 
 if TYPE_CHECKING:  # the catalog stores what media found, without importing its readers
     from tracktiond.media.probe import IngestResult
+
+
+# How soon a file that was still being written is looked at again.
+ARRIVING_RECHECK_SECONDS = 2.0
 
 
 class ResultsMixin(StoreBase):
@@ -222,6 +226,23 @@ class ResultsMixin(StoreBase):
     ) -> Outcome:
         reason = error.reason if error else "no result"
         klass = error.failure_class if error else FailureClass.BUG
+        if isinstance(error, FileStillArriving):
+            # Not a failure and not an attempt: the file is read again once it has settled.
+            await conn.execute(
+                update(files)
+                .where(files.c.id == known.id)
+                .values(
+                    state=FileState.PENDING.value,
+                    error_class=None,
+                    last_error=reason,
+                    last_seen=now,
+                    updated_at=now,
+                    lease_owner=None,
+                    lease_expires=None,
+                    not_before=now + timedelta(seconds=ARRIVING_RECHECK_SECONDS),
+                )
+            )
+            return Outcome.DEFERRED
         if isinstance(error, FileVanished) and not _exists(known.path):
             await conn.execute(
                 update(files)

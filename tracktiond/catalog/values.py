@@ -77,6 +77,7 @@ class Outcome(StrEnum):
     UNCHANGED = "unchanged"
     FAILED = "failed"
     RETRY = "retry"  # transient failure, will be tried again
+    DEFERRED = "deferred"  # still being written: read again once settled, no attempt counted
     MISSING = "missing"
 
 

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import xxhash
 
-from tracktiond.errors import BadInput, FileVanished, TransientFileError
+from tracktiond.errors import BadInput, FileStillArriving, FileVanished, TransientFileError
 from tracktiond.media.formats import SNIFF_BYTES
 
 CHUNK_BYTES = 1 << 20
@@ -103,7 +103,7 @@ def digest_file(path: str, plan: AudioPlanner | None = None) -> FileDigest:
         before.st_size,
         before.st_mtime_ns,
     ) or total != after.st_size:
-        raise TransientFileError("file changed while it was being read")
+        raise FileStillArriving("file changed while it was being read: still being written")
     return FileDigest(
         sha256=sha.hexdigest(),
         xxh128=xxh.hexdigest(),

@@ -7,10 +7,12 @@ anything else escaping is a bug and is classified as such by the caller.
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracktiond.errors import BadInput
+from tracktiond.errors import BadInput, FileStillArriving
 from tracktiond.media.audiohash import audio_hasher
 from tracktiond.media.cuesheet import parse_cue, sibling_cue
 from tracktiond.media.formats import AudioFormat, extension, sniff
@@ -54,7 +56,12 @@ def ingest_file(path: str) -> IngestResult:
     fmt = sniff(digest.head)
     if fmt is None:
         raise BadInput(f"not an audio file: {describe_content(digest.head)}")
-    check_complete(path, fmt, digest.head, digest.size)
+    try:
+        check_complete(path, fmt, digest.head, digest.size)
+    except BadInput as exc:
+        if _still_arriving(path, digest):
+            raise FileStillArriving(f"{exc.reason}, but the file is still being written") from None
+        raise
     tags, stream = read_metadata(path, fmt)
     ext = extension(path)
     if ext and not _extension_matches(ext, fmt):
@@ -72,6 +79,21 @@ def ingest_file(path: str) -> IngestResult:
         cue_path=cue if tracks else None,
         tracks=tracks,
     )
+
+
+# A file modified this recently that looks cut short is taken for one still being written
+# (a copy, a download, a recording in progress), not for a damaged one.
+ARRIVING_SECONDS = 5.0
+
+
+def _still_arriving(path: str, digest: FileDigest) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if (st.st_size, st.st_mtime_ns) != (digest.size, digest.mtime_ns):
+        return True  # it changed since we read it
+    return time.time() - st.st_mtime_ns / 1e9 < ARRIVING_SECONDS
 
 
 def _plan_audio(fd: int, head: bytes, size: int) -> AudioHasher | None:

@@ -17,7 +17,7 @@ import anyio
 from tracktiond.catalog.leases import DEFAULT_BACKOFF, Backoff
 from tracktiond.catalog.store import Catalog, Job, JobResult, Outcome
 from tracktiond.catalog.work import IngestQueue
-from tracktiond.errors import FileJobError
+from tracktiond.errors import FileJobError, FileStillArriving
 from tracktiond.media import probe
 from tracktiond.pipeline.stage import Finished, Stage, StageEvent
 
@@ -49,15 +49,18 @@ class IngestStage(Stage[Job, JobResult]):
     async def claim(self, owner: str, limit: int, lease: timedelta) -> list[Job]:
         return await self.catalog.ingest_queue.claim(owner, limit, self.roots, lease)
 
-    async def drained(self) -> bool:
-        """No file under the stage's roots is pending any more (a one-shot run is done)."""
-        depth, _ = await self.catalog.queue_stats(self.roots)
-        return depth == 0
-
     async def process(self, job: Job) -> JobResult:
         try:
             result = await anyio.to_thread.run_sync(probe.ingest_file, job.path)
             return JobResult(job, result=result)
+        except FileStillArriving as exc:
+            log.info(
+                "%s is still being written; it is read once it has settled (%s)",
+                job.path,
+                exc.reason,
+                extra={"path": job.path, "job_id": job.file_id},
+            )
+            return JobResult(job, error=exc)
         except FileJobError as exc:
             log.info(
                 "cannot catalog %s: %s",

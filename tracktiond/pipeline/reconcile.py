@@ -72,7 +72,16 @@ class ScanSummary:
         return self.files_seen / self.elapsed if self.elapsed > 0 else 0.0
 
     def as_dict(self) -> dict[str, object]:
-        keys = ("new", "changed", "moved", "duplicate", "missing", "unchanged", "failed")
+        keys = (
+            "new",
+            "changed",
+            "moved",
+            "duplicate",
+            "missing",
+            "unchanged",
+            "failed",
+            "deferred",
+        )
         return {
             **{k: self.counts.get(k, 0) for k in keys},
             "files_seen": self.files_seen,

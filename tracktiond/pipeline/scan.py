@@ -48,6 +48,7 @@ class Scanner:
     ) -> None:
         self.catalog = catalog
         self.summary = ScanSummary()
+        self._arriving: set[str] = set()  # paths last seen still being written
         self.progress: ScanProgress = progress or _NoProgress()
         self.purge_missing_after = purge_missing_after
         workers = concurrency or default_concurrency()
@@ -74,9 +75,17 @@ class Scanner:
     def _on_event(self, event: StageEvent) -> None:
         outcome = Outcome(event.outcome)
         self.summary.bytes_read += event.bytes_read
-        if outcome is not Outcome.RETRY:
+        if outcome is Outcome.DEFERRED:
+            self._arriving.add(event.path)
+        elif outcome is not Outcome.RETRY:
+            self._arriving.discard(event.path)
             self.summary.count(outcome)
         self.progress.processed(outcome, event.bytes_read)
+
+    async def _drained(self) -> bool:
+        # Files still being written are not waited for (a recording may grow for hours): they
+        # stay pending, and the daemon or the next scan reads them once they have settled.
+        return await self.catalog.pending_due(self.stage.roots) == 0
 
     async def scan(self, paths: Sequence[str]) -> ScanSummary:
         started = time.monotonic()
@@ -92,13 +101,19 @@ class Scanner:
                 self.loop.wake()
 
         async def ingest() -> None:
-            await self.loop.run(until=walked, drained=self.stage.drained)
+            await self.loop.run(until=walked, drained=self._drained)
             tg.cancel_scope.cancel()  # the heartbeat's job is done
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.heartbeat.run)
             tg.start_soon(ingest)
             tg.start_soon(reconcile)
+        if self._arriving:
+            self.summary.count(Outcome.DEFERRED, len(self._arriving))
+            self.summary.warnings.append(
+                f"{len(self._arriving)} file(s) still being written, left pending: they are read "
+                "once they have settled (by the daemon, or the next scan)"
+            )
         if self.purge_missing_after is not None:
             await self.catalog.purge_missing(self.purge_missing_after)
         self.summary.elapsed = time.monotonic() - started

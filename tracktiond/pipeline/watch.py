@@ -89,10 +89,13 @@ def filesystem_type(path: str) -> str | None:
     return best_type
 
 
+Signature = tuple[int, int, int]  # (entries, total size, newest mtime in ns)
+
+
 @dataclass(slots=True)
 class _Dirty:
     last_event: float
-    size_mtime: tuple[int, int] | None = None
+    size_mtime: Signature | None = None
 
 
 class WatchCounters(Protocol):
@@ -254,7 +257,7 @@ class RootWatcher:
             due = [p for p, d in self._dirty.items() if now - d.last_event >= self.settle]
             if not due:
                 continue
-            stats = await anyio.to_thread.run_sync(_size_mtimes, due)
+            stats = await anyio.to_thread.run_sync(_signatures, due)
             ready: list[str] = []
             wall = time.time()
             for path, current in zip(due, stats, strict=True):
@@ -262,9 +265,9 @@ class RootWatcher:
                 if entry is None:
                     continue
                 if (
-                    current is None  # deleted, or a directory: reconciled as a whole
+                    current is None  # deleted: nothing to wait for
                     or current == entry.size_mtime  # unchanged for a whole settle interval
-                    or (entry.size_mtime is None and wall - current[1] / 1e9 >= self.settle)
+                    or (entry.size_mtime is None and wall - current[2] / 1e9 >= self.settle)
                 ):
                     ready.append(path)
                 else:  # still being written (or just written): look again after settling
@@ -276,16 +279,38 @@ class RootWatcher:
                 await self.on_settled(ready, "watcher")
 
 
-def _size_mtimes(paths: list[str]) -> list[tuple[int, int] | None]:
-    out: list[tuple[int, int] | None] = []
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except OSError:
-            out.append(None)  # deleted (or unreadable): nothing to wait for
-            continue
-        out.append((st.st_size, st.st_mtime_ns) if not os.path.isdir(path) else None)
-    return out
+# A new directory is settled by what it holds: how many entries are walked at most to tell.
+DIR_SETTLE_ENTRIES = 20_000
+
+
+def _signatures(paths: list[str]) -> list[Signature | None]:
+    """What a settle check compares: a file's size and mtime; for a directory (one copied or
+    downloaded in as a whole), the same over everything under it, so a directory whose files
+    are still growing (`cp -r Album/ ~/Music/`, a download into a new folder) is not handed on
+    half-written."""
+    return [_signature(path) for path in paths]
+
+
+def _signature(path: str) -> Signature | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # deleted (or unreadable): nothing to wait for
+    if not os.path.isdir(path):
+        return (1, st.st_size, st.st_mtime_ns)
+    entries, size, newest = 0, 0, st.st_mtime_ns
+    for top, dirs, names in os.walk(path):
+        for name in names + dirs:
+            try:
+                entry = os.lstat(os.path.join(top, name))
+            except OSError:
+                continue  # vanished meanwhile: the next look sees the difference
+            entries += 1
+            size += entry.st_size
+            newest = max(newest, entry.st_mtime_ns)
+            if entries >= DIR_SETTLE_ENTRIES:
+                return (entries, size, newest)
+    return (entries, size, newest)
 
 
 def _dir_identity(path: str) -> tuple[int, int] | None:

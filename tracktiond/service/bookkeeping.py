@@ -142,6 +142,7 @@ class Bookkeeping:
             files_by_state=st.files_by_state,
             recordings=st.recordings,
             duplicate_recordings=st.duplicate_recordings,
+            duplicate_files=st.duplicate_files,
             queue_depth=depth,
             oldest_pending_epoch=oldest.timestamp() if oldest else None,
             analysis=analysis,

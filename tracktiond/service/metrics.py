@@ -42,6 +42,7 @@ class CatalogSnapshot:
     files_by_state: dict[str, int] = field(default_factory=dict)
     recordings: int = 0
     duplicate_recordings: int = 0
+    duplicate_files: int = 0
     queue_depth: int = 0
     oldest_pending_epoch: float | None = None
     analysis: dict[str, int] = field(default_factory=dict)

@@ -80,7 +80,7 @@ class RootStatus:
 @dataclass(frozen=True, slots=True)
 class Duplicates:
     recordings: int
-    files: int | None
+    files: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,8 +256,7 @@ def daemon_status(daemon: Daemon) -> StatusDocument:
         roots=_load(list[RootStatus], daemon.roots.describe(), "roots"),
         files=dict(snap.files_by_state),
         recordings=snap.recordings,
-        # The daemon's snapshot does not count the paths of duplicates (yet): null, not a guess.
-        duplicates=Duplicates(recordings=snap.duplicate_recordings, files=None),
+        duplicates=Duplicates(recordings=snap.duplicate_recordings, files=snap.duplicate_files),
         queue=_backlog(snap.queue_depth, snap.oldest_pending_epoch),
         workers=Workers(
             count=ingest.concurrency if ingest else 0,
