@@ -37,6 +37,30 @@ GRAPH_ENV = {
 REDACTED = "********"
 SUPPORTED_DRIVERS = {"sqlite+aiosqlite", "postgresql+asyncpg"}
 
+# libpq connection parameters a PostgreSQL URL may carry (what hosted providers hand out:
+# ``?sslmode=require``); the catalog translates them for asyncpg (catalog/database.py).
+# Handed to asyncpg's own libpq-compatible parser:
+LIBPQ_DSN_PARAMS = frozenset(
+    {
+        "sslmode",
+        "sslrootcert",
+        "sslcert",
+        "sslkey",
+        "sslpassword",
+        "sslcrl",
+        "ssl_min_protocol_version",
+        "ssl_max_protocol_version",
+        "target_session_attrs",
+        "krbsrvname",
+        "gsslib",
+        "passfile",
+    }
+)
+# Translated by the catalog itself: connect_timeout (seconds), application_name and
+# options ("-c name=value ...") become asyncpg's timeout and server settings.
+LIBPQ_TRANSLATED_PARAMS = frozenset({"connect_timeout", "application_name", "options"})
+LIBPQ_PARAMS = LIBPQ_DSN_PARAMS | LIBPQ_TRANSLATED_PARAMS
+
 
 class _Section(BaseModel):
     # Unknown keys are errors: a typo must not silently fall back to a default.
@@ -93,6 +117,19 @@ class DatabaseConfig(_Section):
                 "expected a sqlite:// or postgresql:// URL "
                 f"(drivers: {', '.join(sorted(SUPPORTED_DRIVERS))}), got {url.drivername!r}"
             )
+        if driver == "postgresql+asyncpg":
+            unknown = sorted(set(url.query) - LIBPQ_PARAMS)
+            if unknown:
+                raise ValueError(
+                    f"unsupported PostgreSQL URL parameter(s) {', '.join(unknown)} "
+                    f"(supported: {', '.join(sorted(LIBPQ_PARAMS))})"
+                )
+            timeout = url.query.get("connect_timeout")
+            if timeout is not None:
+                try:
+                    float(timeout if isinstance(timeout, str) else timeout[0])
+                except ValueError:
+                    raise ValueError(f"connect_timeout={timeout!r}: expected seconds") from None
         return url.set(drivername=driver).render_as_string(hide_password=False)
 
 

@@ -14,15 +14,17 @@ translates those, and ``handle_error`` everything else, connecting or executing.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from tracktiond.config import redact_url
-from tracktiond.errors import CatalogConflict, CatalogError, CatalogUnavailable
+from tracktiond.config import LIBPQ_DSN_PARAMS, LIBPQ_PARAMS, redact_url
+from tracktiond.errors import CatalogConflict, CatalogError, CatalogUnavailable, ConfigError
 
 # PostgreSQL SQLSTATEs (https://www.postgresql.org/docs/current/errcodes-appendix.html).
 _PG_CONFLICT = {"40001", "40P01"}  # serialization failure, deadlock detected
@@ -74,15 +76,40 @@ def create_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(parsed, connect_args={"timeout": 60})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     else:
+        parsed, connect_args = postgres_connect_args(parsed)
         engine = create_async_engine(
-            parsed,
-            pool_size=5,
-            max_overflow=10,
-            pool_pre_ping=True,
-            connect_args={"timeout": 10, "server_settings": {"application_name": "tracktiond"}},
+            parsed, pool_size=5, max_overflow=10, pool_pre_ping=True, connect_args=connect_args
         )
     _translate_errors(engine, shown)
     return engine
+
+
+def postgres_connect_args(url: URL) -> tuple[URL, dict[str, Any]]:
+    """The URL without its libpq parameters, and asyncpg's connect arguments for them.
+
+    SQLAlchemy hands a URL's query to ``asyncpg.connect`` as keyword arguments, and asyncpg
+    takes none of libpq's (``TypeError: ... unexpected keyword argument 'sslmode'``). The SSL
+    and session ones go to asyncpg as a DSN, which it parses the way libpq does (sslmode,
+    certificates, target_session_attrs); connect_timeout, application_name and options are
+    translated here. Unknown parameters were refused when the configuration was validated."""
+    query = {k: (v if isinstance(v, str) else v[-1]) for k, v in url.query.items()}
+    unknown = sorted(set(query) - LIBPQ_PARAMS)
+    if unknown:
+        raise ConfigError(f"unsupported PostgreSQL URL parameter(s): {', '.join(unknown)}")
+    settings = {"application_name": query.get("application_name") or "tracktiond"}
+    for option in shlex.split(query.get("options", "")):
+        # libpq's options: "-c name=value" pairs (or "-cname=value")
+        name, _, value = option.removeprefix("-c").strip().partition("=")
+        if name and option != "-c":
+            settings[name] = value
+    args: dict[str, Any] = {
+        "timeout": float(query.get("connect_timeout") or 10),
+        "server_settings": settings,
+    }
+    dsn_params = {k: v for k, v in query.items() if k in LIBPQ_DSN_PARAMS}
+    if dsn_params:
+        args["dsn"] = "postgresql://?" + urlencode(dsn_params)
+    return url.set(query={}), args
 
 
 def translate_error(exc: BaseException, url: str, *, connecting: bool) -> CatalogError | None:
