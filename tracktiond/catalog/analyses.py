@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import and_, case, delete, exists, func, select, update
 
 from tracktiond.catalog.base import StoreBase
 from tracktiond.catalog.leases import DEFAULT_BACKOFF, Backoff
-from tracktiond.catalog.models import AnalysisState, analyses, recordings, utcnow
+from tracktiond.catalog.models import AnalysisState, FileState, analyses, files, recordings, utcnow
 from tracktiond.catalog.upkeep import _touch_graph, _write_analysis_metadata
 from tracktiond.catalog.values import AnalysisJob, Failure
 from tracktiond.catalog.work import AnalysisQueue
@@ -103,6 +103,30 @@ class AnalysisResultsMixin(StoreBase):
                 )
             )
             return state.value
+
+    async def retire_orphaned_analyses(self) -> int:
+        """Delete unfinished analyses of audio that no present file holds any more (a version
+        replaced while it was still being written, a file deleted before it was analysed):
+        they can never run, and would keep "pending" above zero for ever. Finished results
+        stay (a file brought back is not analysed again); a returning file's audio gets its
+        row back when it is cataloged. Returns how many were retired."""
+        held = (
+            select(recordings.c.id)
+            .join(files, files.c.recording_id == recordings.c.id)
+            .where(
+                recordings.c.audio_hash == analyses.c.audio_hash,
+                files.c.state.in_((FileState.CATALOGED.value, FileState.PENDING.value)),
+            )
+        )
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                delete(analyses).where(
+                    analyses.c.state != AnalysisState.DONE.value,
+                    analyses.c.lease_owner.is_(None),
+                    ~exists(held),
+                )
+            )
+            return int(result.rowcount or 0)
 
     async def analysis_stats(self, fingerprint: str) -> dict[str, int]:
         """Analysed (with the current settings), pending (incl. stale), failed."""

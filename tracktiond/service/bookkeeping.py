@@ -26,6 +26,7 @@ log = logging.getLogger("tracktiond.service.daemon")
 
 SNAPSHOT_INTERVAL = 2.0
 IDLE_SNAPSHOT_INTERVAL = 60.0
+RETIRE_INTERVAL = 600.0  # how often unfinished work that can never run is retired
 
 
 class Bookkeeping:
@@ -42,6 +43,7 @@ class Bookkeeping:
         self.stages: Stages | None = None
         self.graph_wake: Callable[[], None] | None = None
         self._changed = anyio.Event()
+        self._retired_at: float | None = None
 
     # ---- stage events ----------------------------------------------------------------------
 
@@ -109,6 +111,12 @@ class Bookkeeping:
             return
         stages = self.stages
         try:
+            now = time.monotonic()
+            if self._retired_at is None or now - self._retired_at >= RETIRE_INTERVAL:
+                self._retired_at = now
+                retired = await catalog.retire_orphaned_analyses()
+                if retired:
+                    log.info("retired %d analyses of audio no present file holds", retired)
             st = await catalog.status(failures=10)
             depth, oldest = await catalog.queue_stats()
             outbox_depth, outbox_oldest = await catalog.outbox_stats()
