@@ -119,3 +119,32 @@ def test_a_daemon_answering_another_schema_is_an_error(
     assert proc.returncode == 1, proc.stderr
     assert "status document" in proc.stderr and "missing key" in proc.stderr, proc.stderr
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_status_of_another_catalog_is_not_taken_from_the_daemon_on_the_port(
+    tmp_path: Path, library: Path, db_url: str, daemons: Daemons
+) -> None:
+    """Two configurations sharing a port: `status --config B` must not print daemon A's
+    numbers as B's."""
+    audiogen.make_audio(library / "a.flac", seconds=0.3)
+    port = free_port()
+    env = daemon_env(tmp_path, db_url)
+    config_a = write_config(tmp_path / "etc-a" / "tracktiond.toml", roots=[library], port=port)
+    d = daemons.start(config_a, env, port)
+    d.wait_ready()
+    other_library = tmp_path / "other"
+    other_library.mkdir()
+    config_b = write_config(
+        tmp_path / "etc-b" / "tracktiond.toml", roots=[other_library], port=port
+    )
+    env_b = dict(env, TRACKTIOND_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'b' / 'b.db'}")
+    proc = run("status", "--config", str(config_b), "--json", env=env_b)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["source"] == "catalog", doc
+    assert doc["files"].get("cataloged", 0) == 0, "daemon A's files shown as catalog B's"
+    assert "b.db" in doc["catalog"]["url"]
+    assert "uses the catalog" in proc.stderr and "b.db" in proc.stderr, proc.stderr
+    # The daemon's own configuration still gets the daemon's answer.
+    assert status_json(config_a, env)["source"] == "daemon"

@@ -7,6 +7,7 @@ as the lines of ``status_lines``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import click
 
 from tracktiond.catalog.store import Catalog, DuplicateGroup
 from tracktiond.cli.common import EXIT_OK, config_option, handled, json_option, load_command_config
-from tracktiond.config import Config
+from tracktiond.config import Config, redact_url
 from tracktiond.errors import TracktiondError
 from tracktiond.service.status import StatusDocument, StatusSchemaError, catalog_status
 
@@ -59,6 +60,8 @@ async def status(config_path: Path | None, as_json: bool, failures: int) -> int:
     config = load_command_config(config_path)
     url = _status_url(config)
     body = await anyio.to_thread.run_sync(_fetch_daemon_status, url)
+    doc: StatusDocument | None = None
+    other_daemon: str | None = None
     if body is not None:
         try:
             doc = StatusDocument.from_json(body)
@@ -67,12 +70,26 @@ async def status(config_path: Path | None, as_json: bool, failures: int) -> int:
                 f"the daemon at {url} answered with a status document this tracktiond cannot "
                 f"read: {exc}"
             ) from None
-    else:
+        ours = redact_url(config.database_url)
+        if doc.catalog.url != ours:
+            # Two configurations sharing a port: the answer is another daemon's, about
+            # another catalog. Say so, and read this configuration's catalog instead.
+            other_daemon = (
+                f"the daemon answering on {config.http.listen} (pid {doc.pid}) uses the catalog "
+                f"{doc.catalog.url}, not {ours}"
+            )
+            click.echo(f"tracktiond: {other_daemon}; reading {ours} directly", err=True)
+            doc = None
+    if doc is None:
         catalog = await Catalog.open(config.database_url)
         try:
             doc = await catalog_status(config, catalog, failures=failures)
         finally:
             await catalog.close()
+        if other_daemon is not None:
+            doc = dataclasses.replace(
+                doc, not_ready_reason=f"no daemon of this catalog: {other_daemon}"
+            )
     if as_json:
         click.echo(doc.to_json())
     else:
