@@ -107,7 +107,9 @@ class Daemon:
                 http = HttpServer(self.config.http.host, self.config.http.port, self._routes())
                 await tg.start(http.serve)
                 log.info("tracktiond %s listening on http://%s", __version__, http.address)
-                tg.start_soon(watchdog_loop, self.notifier, lambda: not self.lifecycle.stopping)
+                # No veto: the event loop answering is the health the watchdog checks; a stop
+                # in progress is not ill health (systemd's own stop timeout covers a hung one).
+                tg.start_soon(watchdog_loop, self.notifier)
                 tg.start_soon(self._main)
         except* OSError as group:
             # the HTTP port cannot be bound (in use, not local): a clear message, exit 1
@@ -164,9 +166,16 @@ class Daemon:
 
     async def _first_reconcile(self) -> None:
         self.lifecycle.advance(RunState.RECONCILING)
+        assert self._tg is not None
+        self._tg.start_soon(self._status_loop)  # STATUS= shows the walk's progress too
         await self.roots.reconcile(self.roots.paths(), "startup")
+        # READY's STATUS= line must count what the walk just queued, not the snapshot taken
+        # before it.
+        await self.books.refresh()
         self.lifecycle.advance(RunState.AWAITING_WATCHERS)
         self._check_ready()
+
+    async def _status_loop(self) -> None:
         while not self.lifecycle.stopping:
             self.notifier.status(self.summary_line())
             await anyio.sleep(STATUS_INTERVAL)
@@ -241,13 +250,23 @@ class Daemon:
         self.notifier.ready(self.summary_line())
 
     def summary_line(self) -> str:
+        """The STATUS= line: true at every moment (taken from the latest snapshot)."""
         snap = self.books.snapshot
+        if self.lifecycle.state is RunState.STARTING:
+            return "starting" if self.health.up else "connecting to the catalog"
         if not self.lifecycle.walked and not self.lifecycle.stopping:
-            total = sum(v for k, v in snap.files_by_state.items() if k != "missing")
-            return f"reconciling {self.roots.reconcile_seen:,} / {total:,} files"
-        return f"watching {len(self.roots.watchers)} roots, {snap.queue_depth:,} pending" + (
-            "" if self.health.up else f"; {self.health.reason}"
-        )
+            seen = self.roots.reconcile_seen
+            known = sum(v for k, v in snap.files_by_state.items() if k != "missing")
+            # The catalog's count is the expected total on a rescan; on a first walk it
+            # trails what has been found, and is no total at all.
+            return (
+                f"reconciling {seen:,} / {known:,} files"
+                if known >= seen
+                else f"reconciling: {seen:,} files found so far"
+            )
+        roots = len(self.roots.watchers)
+        line = f"watching {roots} root{'s' if roots != 1 else ''}, {snap.queue_depth:,} pending"
+        return line if self.health.up else f"{line}; {self.health.reason}"
 
     # ---- HTTP (cheap handlers: they read cached state) -------------------------------------
 
