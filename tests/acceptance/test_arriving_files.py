@@ -67,7 +67,7 @@ async def test_a_file_copied_slowly_into_a_new_directory_is_read_once_settled(
     copy = slow_copy(big_wav, album / "big.wav", seconds=4.0)
 
     def cataloged() -> bool:
-        return d.status()["files"].get("cataloged", 0) == 1
+        return bool(d.status()["files"].get("cataloged", 0) == 1)
 
     await wait_until(cataloged, 40, lambda: f"the copied file cataloged: {d.status()}", d)
     copy.join()

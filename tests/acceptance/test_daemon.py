@@ -560,7 +560,7 @@ async def test_catalog_follows_the_disk(
 
     async def edited_cataloged() -> bool:
         data = await row(catalog, edited)
-        return data["state"] == "cataloged" and data["sha256_hash"] == new_sha
+        return bool(data["state"] == "cataloged" and data["sha256_hash"] == new_sha)
 
     await wait_until(edited_cataloged, 30, f"{edited} re-cataloged with its new content", d)
     await wait_agree(d, catalog, [library], recordings=recordings)

@@ -37,6 +37,7 @@ from tracktiond.tagwrite import (
     format_key,
     is_temp_name,
     parse_key,
+    apply,
     plan_tag_write,
     safewrite,
     tempfiles,
@@ -68,7 +69,7 @@ BASE_TAGS = {
 COVER = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8  # small: the comment fits one Ogg page
 
 # What the values above must look like, read back with mutagen from the exact native fields.
-EXPECTED = {
+EXPECTED: dict[str, dict[str, Any]] = {
     "id3": {
         "TBPM": "128",  # ID3v2 BPM is an integer: 127.5 rounds half up
         "TKEY": "Am",
@@ -350,12 +351,12 @@ def test_id3v23_stays_v23(tmp_path: Path, fmt: str) -> None:
     audio: Any = mutagen.File(str(path))
     audio.tags.update_to_v23()
     audio.save(v2_version=3)
-    assert mutagen.File(str(path)).tags.version == (2, 3, 0)  # type: ignore[union-attr]
+    assert mutagen.File(str(path)).tags.version == (2, 3, 0)
     before = native_values(path)
 
     ok(write_tags(str(path), VALUES, TagWriteOptions(energy_field="MOOD")))
 
-    tags: Any = mutagen.File(str(path)).tags  # type: ignore[union-attr]
+    tags: Any = mutagen.File(str(path)).tags
     assert tags.version == (2, 3, 0)
     after = native_values(path)
     assert after["TKEY"] == "Am" and after["TBPM"] == "128"
@@ -453,7 +454,7 @@ def test_every_key_parses_back_in_every_notation() -> None:
     for pc, name in enumerate(names):
         for mode in ("major", "minor"):
             for notation in ("standard", "camelot", "openkey"):
-                text = format_key(name, mode, notation)  # type: ignore[arg-type]
+                text = format_key(name, mode, notation)
                 assert parse_key(text) == (pc, mode, notation), text
     assert parse_key("A# minor") == parse_key("Bbm") == (10, "minor", "standard")
     assert parse_key("08A") == (9, "minor", "camelot")
@@ -651,7 +652,7 @@ def test_file_changed_mid_write_keeps_the_other_change(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = make(tmp_path, "mp3")
-    real_save = safewrite._save
+    real_save = apply._save
 
     def save_while_someone_else_edits(audio: Any, plan: Any) -> None:
         real_save(audio, plan)
@@ -671,7 +672,7 @@ def test_file_changed_mid_write_keeps_the_other_change(
 def _corrupt_after_save(
     monkeypatch: pytest.MonkeyPatch, corrupt: Callable[[bytearray], None]
 ) -> None:
-    real_save = safewrite._save
+    real_save = apply._save
 
     def save_and_corrupt(audio: Any, plan: Any) -> None:
         real_save(audio, plan)
