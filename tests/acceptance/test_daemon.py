@@ -46,8 +46,8 @@ SETTLE = 0.5
 GRACE = 5.0  # [daemon] shutdown_grace where a stop during work is tested
 # Environment a test runner may itself have been given by systemd; the daemon must not see it.
 SYSTEMD_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "INVOCATION_ID", "JOURNAL_STREAM")
-# Monkey's Audio is left out: audiogen copies it from a downloaded sdist; every other format is
-# encoded locally.
+# Monkey's Audio is left out: its one sample is a file shipped in tests/data, so every copy would
+# be the same recording; every other format is encoded locally, each file different.
 LIBRARY_FORMATS = tuple(f for f in audiogen.FORMATS if f != "ape")
 JOBS = "tracktiond_jobs_processed_total"
 
