@@ -219,6 +219,67 @@ class DaemonConfig(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+DEFAULT_PATTERN = (
+    '{albumartist|artist|"Unknown Artist"}/{album|"Unknown Album"}/'
+    "[{disc}-][{track:02} ]{title|filename}"
+)
+DEFAULT_SET_PATTERN = 'Sets/[{date} ]{artist|"Unknown Artist"} - {title|album|filename}'
+
+
+class OrganiseConfig(_Section):
+    """Renaming and moving files by naming patterns (docs/organise.md). The patterns are
+    compiled (and their errors reported with the column) by tracktiond.organise.settings."""
+
+    # The daemon moves new files from the inbox roots into the library. Off unless enabled.
+    auto: bool = False
+    inbox: list[Path] = Field(default_factory=list)
+    # Where organised files go; empty: the [library] root each file is under.
+    library: Path | None = None
+    pattern: str = DEFAULT_PATTERN
+    # Recordings at least set_seconds long (DJ sets, live recordings); empty: `pattern`.
+    set_pattern: str = DEFAULT_SET_PATTERN
+    set_seconds: Annotated[float, Field(gt=0)] = 900.0
+    # Per-format patterns (sniffed format name -> pattern), before set_pattern and pattern.
+    formats: dict[str, str] = Field(default_factory=dict)
+    collisions: Literal["number", "skip"] = "number"
+    transliterate: bool = False
+    portable: bool = False
+    # The whole target path in characters (0: only the filesystem's limit; portable: 255).
+    max_path_chars: Annotated[int, Field(ge=0, le=4096)] = 0
+    sidecars: bool = True
+    # Steps per journal transaction.
+    journal_batch: Annotated[int, Field(ge=1, le=5000)] = 200
+
+    @field_validator("inbox", mode="before")
+    @classmethod
+    def _inbox_strings(cls, value: Any) -> Any:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ValueError("expected a list of non-empty directory paths (strings)")
+        return value
+
+
+class TracklistsConfig(_Section):
+    """Tracklists of DJ sets and live recordings (docs/tracklists.md)."""
+
+    # Read sheets and pasted lists next to audio (and sheets embedded in it) into the catalog.
+    enabled: bool = True
+    # The code page of sheets that are not UTF-8 ("ANSI" sheets: CUETools, EAC, old players).
+    legacy_encoding: str = "cp1252"
+    # What `tracklist cue --write` writes: UTF-8 (no BOM), UTF-8 with a BOM, or the legacy page.
+    write_encoding: Literal["utf-8", "utf-8-bom", "legacy"] = "utf-8"
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+
+    @field_validator("legacy_encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            return codecs.lookup(value).name
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r}") from None
+
+
 class Config(_Section):
     library: LibraryConfig = LibraryConfig()
     scan: ScanConfig = ScanConfig()
@@ -229,6 +290,7 @@ class Config(_Section):
     workers: WorkersConfig = WorkersConfig()
     analysis: AnalysisConfig = AnalysisConfig()
     daemon: DaemonConfig = DaemonConfig()
+    organise: OrganiseConfig = OrganiseConfig()
 
     # Where the configuration came from (None: built-in defaults); not a TOML key.
     source: Path | None = Field(default=None, exclude=True)
@@ -249,6 +311,9 @@ class Config(_Section):
         data["library"]["roots"] = [str(p) for p in self.library.roots]
         models = self.analysis.models_dir
         data["analysis"]["models_dir"] = str(models) if models else None
+        data["organise"]["inbox"] = [str(p) for p in self.organise.inbox]
+        library = self.organise.library
+        data["organise"]["library"] = str(library) if library else None
         return data
 
 
@@ -336,7 +401,42 @@ def config_from_mapping(
     if analysis.models_dir is not None:
         models = _resolve_root(analysis.models_dir, base)
         analysis = analysis.model_copy(update={"models_dir": models})
-    return config.model_copy(update={"library": library, "analysis": analysis})
+    return config.model_copy(
+        update={
+            "library": library,
+            "analysis": analysis,
+            "organise": _resolve_organise(config.organise, base, where, roots),
+        }
+    )
+
+
+def _resolve_organise(
+    organise: OrganiseConfig, base: Path, where: str, roots: list[Path]
+) -> OrganiseConfig:
+    inbox = [_resolve_root(p, base) for p in organise.inbox]
+    library = _resolve_root(organise.library, base) if organise.library else None
+
+    def under_a_root(path: Path) -> bool:
+        return any(path == r or r in path.parents for r in roots)
+
+    problems = [
+        f"  [organise] inbox: {p} is not under any [library] root, so its files are never "
+        "cataloged"
+        for p in inbox
+        if not under_a_root(p)
+    ]
+    if organise.auto and not inbox:
+        problems.append("  [organise] auto: needs at least one [organise] inbox directory")
+    if library is not None and organise.auto and not under_a_root(library):
+        problems.append(
+            f"  [organise] library: {library} is not under any [library] root: the files "
+            "moved there would leave the catalog"
+        )
+    if library is not None and any(library == p or p in library.parents for p in inbox):
+        problems.append(f"  [organise] library: {library} is inside an inbox: files would loop")
+    if problems:
+        raise ConfigError("\n".join([f"{where}: invalid configuration", *problems]))
+    return organise.model_copy(update={"inbox": inbox, "library": library})
 
 
 def _resolve_root(path: Path, base: Path) -> Path:

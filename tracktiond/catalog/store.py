@@ -15,7 +15,8 @@ through ``self.engine`` (declared by ``base.StoreBase``):
 - ``analyses``: analysis results (one row per audio stream) and their counts;
 - ``tagstate``: tag write-back: which files' tags are in line with their analysis, and why not;
 - ``outbox``: the graph outbox and what the graph shows of each recording;
-- ``reports``: status, queue depth, duplicates, ``show``, and purging long-missing files.
+- ``reports``: status, queue depth, duplicates, ``show``, and purging long-missing files;
+- ``plans``: organise plans, their journal, and the inbox queue (``Catalog.organise_queue``).
 
 Shared by them: ``values`` (the dataclasses callers see), ``base`` (the base class and statement
 helpers) and ``upkeep`` (writes inside a transaction that keep a recording's rows consistent).
@@ -37,6 +38,7 @@ from tracktiond.catalog.database import create_engine
 from tracktiond.catalog.discovery import DiscoveryMixin
 from tracktiond.catalog.leases import LeaseQueue, dead_local_owners
 from tracktiond.catalog.outbox import GraphOutboxMixin
+from tracktiond.catalog.plans import OrganiseMixin
 from tracktiond.catalog.reports import ReportsMixin
 from tracktiond.catalog.results import ResultsMixin
 from tracktiond.catalog.tagstate import TagStateMixin
@@ -54,7 +56,7 @@ from tracktiond.catalog.values import (
     TagJob,
     to_int64,
 )
-from tracktiond.catalog.work import AnalysisQueue, IngestQueue, TagQueue
+from tracktiond.catalog.work import AnalysisQueue, IngestQueue, OrganiseQueue, TagQueue
 
 __all__ = [
     "IN_CHUNK",
@@ -81,6 +83,7 @@ class Catalog(
     TagStateMixin,
     GraphOutboxMixin,
     ReportsMixin,
+    OrganiseMixin,
 ):
     """The catalog database. Open with ``await Catalog.open(url)``; close with ``close()``."""
 
@@ -91,10 +94,12 @@ class Catalog(
         self.ingest_queue = IngestQueue(engine)
         self.analysis_queue = AnalysisQueue(engine)
         self.tag_queue = TagQueue(engine)
+        self.organise_queue = OrganiseQueue(engine)
         self.queues: tuple[LeaseQueue[Any, Any], ...] = (
             self.ingest_queue,
             self.analysis_queue,
             self.tag_queue,
+            self.organise_queue,
         )
 
     @classmethod

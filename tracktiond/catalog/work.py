@@ -8,6 +8,8 @@
 - ``TagQueue``: cataloged files whose analysis is done but whose tags were not yet brought in
   line with it or with the tagging options (``files.tag_lease_*``: its own lease columns, so
   the ingest lease of a file and its tag lease never extend each other).
+- ``OrganiseQueue``: files that arrived in an inbox root, cataloged (and analysed, when the
+  naming patterns use analysis fields), not yet moved into the library (``organise_queue``).
 
 A new stage adds its queue here: its table and lease columns, what is due, and what a job is."""
 
@@ -23,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tracktiond.catalog.base import _under
 from tracktiond.catalog.leases import LeaseQueue
 from tracktiond.catalog.models import AnalysisState, FileState, analyses, files, recordings
+from tracktiond.catalog.plans import InboxClaim, InboxJob, organise_queue
 from tracktiond.catalog.values import AnalysisJob, Job, TagJob
 
 
@@ -167,3 +170,53 @@ class TagQueue(LeaseQueue[str, TagJob]):
                 )
             )
         return jobs
+
+
+class OrganiseQueue(LeaseQueue[InboxClaim, InboxJob]):
+    """Inbox files waiting to be moved into the library; the claim context names the inbox
+    roots and whether to wait for a file's analysis (a pattern that uses ``{bpm}`` does)."""
+
+    name = "organise"
+    table = organise_queue
+    key = organise_queue.c.file_id
+    owner = organise_queue.c.lease_owner
+    expires = organise_queue.c.lease_expires
+    not_before = organise_queue.c.not_before
+    attempts = organise_queue.c.attempts
+
+    def due(self, context: InboxClaim) -> Select[Any]:
+        where = [
+            organise_queue.c.state == "pending",
+            files.c.state == FileState.CATALOGED.value,
+            or_(*[_under(r) for r in context.inboxes]) if context.inboxes else files.c.id < 0,
+        ]
+        if context.wait_for_analysis:
+            analysed = (
+                select(analyses.c.audio_hash)
+                .join(recordings, recordings.c.audio_hash == analyses.c.audio_hash)
+                .where(
+                    recordings.c.id == files.c.recording_id,
+                    analyses.c.state.in_((AnalysisState.DONE.value, AnalysisState.FAILED.value)),
+                )
+            )
+            where.append(exists(analysed))
+        return (
+            select(organise_queue.c.file_id)
+            .join(files, files.c.id == organise_queue.c.file_id)
+            .where(*where)
+            .order_by(organise_queue.c.file_id)
+        )
+
+    def returning(self) -> Sequence[Column[Any]]:
+        return (organise_queue.c.file_id, organise_queue.c.attempts)
+
+    async def jobs(
+        self, conn: AsyncConnection, rows: Sequence[Row[Any]], context: InboxClaim
+    ) -> list[InboxJob]:
+        attempts = {r.file_id: r.attempts for r in rows}
+        found = await conn.execute(
+            select(files.c.id, files.c.path).where(files.c.id.in_(list(attempts)))
+        )
+        return sorted(
+            (InboxJob(r.id, r.path, attempts[r.id]) for r in found), key=lambda j: j.file_id
+        )

@@ -3,7 +3,8 @@
 Modules, in the order a command goes through them: ``common`` (exit codes, shared options,
 `handled`), then one module per command family, each registered below with ``add_command``:
 ``commands`` (check-config, db, scan, run, show), ``status`` (status, duplicates),
-``analysis`` (analyze, tag), ``graph`` (graph rebuild and queries); ``progress`` draws the bars.
+``analysis`` (analyze, tag), ``graph`` (graph rebuild and queries), ``organise`` (organise,
+organise undo, organise plans); ``progress`` draws the bars.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import click
 
 from tracktiond import __version__
-from tracktiond.cli import analysis, commands, graph, status
+from tracktiond.cli import analysis, commands, graph, organise, status
 from tracktiond.startup import restore_default_signals
 
 
@@ -37,6 +38,7 @@ for command in (
     analysis.analyze,
     analysis.tag,
     graph.graph,
+    organise.organise,
 ):
     main.add_command(command)
 

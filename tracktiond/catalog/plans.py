@@ -1,0 +1,751 @@
+"""Organise plans and their journal: the tables, and every query on them.
+
+A *plan* (``organise_plans``) is one run of ``tracktiond organise`` (or one file moved by the
+daemon's inbox flow): its *steps* (``organise_steps``) say what moves where, or why a file is
+skipped, and each step's ``state`` is the journal::
+
+    planned ─> moving ─> done ─> undoing ─> undone
+       │          └────> failed (with the reason; the source is intact)
+       └─> skipped (decided at planning, with the reason)
+
+``moving`` and ``undoing`` are written (committed) *before* the filesystem is touched, and the
+outcome after, so after a kill -9 or a power cut the steps left in those states are exactly the
+ones whose outcome must be read from the disk (``organise.journal`` settles them). A plan being
+applied or undone names its ``owner`` (host:pid:nonce, as the lease queues do) and beats a
+``heartbeat``: a plan whose owner is dead is taken over at the next start.
+
+Recording a finished move brings the catalog along in the same transaction: the file row takes
+its new path and stat (its recording, analysis, tracklist and graph node stay: identity follows
+content), a cue sheet's tracklist its new sheet path, and the graph outbox is told. So the
+reconcile that follows the move finds the file known and unchanged: nothing is read again.
+
+The daemon's inbox queue (``organise_queue``, ``catalog.work.OrganiseQueue``): one row per file
+that arrived in an inbox root, with its own lease columns.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tracktiond.catalog.base import IN_CHUNK, StoreBase, _chunks, _under
+from tracktiond.catalog.leases import dead_local_owners
+from tracktiond.catalog.models import (
+    Base,
+    FileState,
+    JSONVariant,
+    UTCDateTime,
+    files,
+    metadata_entries,
+    recordings,
+    tracklists,
+    utcnow,
+)
+from tracktiond.catalog.upkeep import _drop_if_orphan, _repoint_recordings, _touch_graph
+from tracktiond.catalog.values import to_int64
+
+# A plan whose owner has not beaten for this long (on another host) is taken over.
+PLAN_LEASE = timedelta(minutes=5)
+
+
+class PlanState:
+    APPLYING = "applying"
+    APPLIED = "applied"
+    UNDOING = "undoing"
+    UNDONE = "undone"
+
+
+class StepState:
+    PLANNED = "planned"
+    SKIPPED = "skipped"
+    MOVING = "moving"
+    DONE = "done"
+    FAILED = "failed"
+    UNDOING = "undoing"
+    UNDONE = "undone"
+    KEPT = "kept"  # undo refused for this step (the file changed place or identity): reason says
+
+
+class OrganisePlan(Base):
+    __tablename__ = "organise_plans"
+    __table_args__ = (Index("ix_organise_plans_state", "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "organise" (the command) or "inbox"
+    state: Mapped[str] = mapped_column(String(16))
+    paths: Mapped[Any] = mapped_column(JSONVariant)  # what was asked to be organised
+    summary: Mapped[Any] = mapped_column(JSONVariant)  # counts and options, for the report
+    owner: Mapped[str | None] = mapped_column(String(96), nullable=True)
+    heartbeat: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    undone_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class OrganiseStep(Base):
+    __tablename__ = "organise_steps"
+    __table_args__ = (
+        Index("ix_organise_steps_plan_id_seq", "plan_id", "seq"),
+        Index("ix_organise_steps_plan_id_state", "plan_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    plan_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("organise_plans.id", ondelete="CASCADE")
+    )
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # audio, sidecar, cover, cue
+    # The step this one travels with (a sidecar's audio step): skipped if that one did not move.
+    follows: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    file_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    source: Mapped[str] = mapped_column(Text)
+    target: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)  # e.g. "numbered: x exists"
+    method: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # The source as the plan saw it (checked again before the step).
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    mtime_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    ctime_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    inode: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    device: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The file at its target after the move (what undo checks before moving it back).
+    moved_inode: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    moved_device: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_dirs: Mapped[Any] = mapped_column(JSONVariant, nullable=True)
+    removed_dirs: Mapped[Any] = mapped_column(JSONVariant, nullable=True)
+    details: Mapped[Any] = mapped_column(JSONVariant, nullable=True)  # cue: the references
+    original: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # cue bytes before
+    rewritten_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OrganiseQueueEntry(Base):
+    """A file that arrived in an inbox root: the daemon's organise stage's queue."""
+
+    __tablename__ = "organise_queue"
+    __table_args__ = (Index("ix_organise_queue_lease_owner", "lease_owner"),)
+
+    file_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("files.id", ondelete="CASCADE"), primary_key=True
+    )
+    state: Mapped[str] = mapped_column(String(16))  # pending, done, skipped, failed, undone
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    plan_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(96), nullable=True)
+    lease_expires: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+organise_plans = cast(Table, OrganisePlan.__table__)
+organise_steps = cast(Table, OrganiseStep.__table__)
+organise_queue = cast(Table, OrganiseQueueEntry.__table__)
+
+
+# -- what callers hand in and get back ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InboxClaim:
+    """What the inbox queue is claimed with."""
+
+    inboxes: tuple[str, ...]
+    wait_for_analysis: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InboxJob:
+    """One inbox file for the daemon's organise stage."""
+
+    file_id: int
+    path: str
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OrganiseSource:
+    """A file the planner may place: its row, its recording's format, hash and metadata."""
+
+    file_id: int
+    path: str
+    state: str
+    last_error: str | None
+    size: int
+    mtime_ns: int
+    inode: int
+    device: int
+    format: str
+    sha256: str | None
+    metadata: dict[str, str]
+
+
+@dataclass(slots=True)
+class StepRow:
+    """One step of a plan, as planned (``id`` is None until stored) or as stored."""
+
+    seq: int
+    kind: str
+    source: str
+    target: str
+    state: str
+    reason: str | None = None
+    note: str | None = None
+    follows: int | None = None  # seq of the step this one travels with
+    file_id: int | None = None
+    size: int | None = None
+    mtime_ns: int | None = None
+    ctime_ns: int | None = None
+    inode: int | None = None
+    device: int | None = None
+    sha256: str | None = None
+    details: dict[str, Any] | None = None
+    id: int | None = None
+    method: str | None = None
+    moved_inode: int | None = None
+    moved_device: int | None = None
+    created_dirs: list[str] | None = None
+    removed_dirs: list[str] | None = None
+    original: bytes | None = None
+    rewritten_sha256: str | None = None
+
+
+@dataclass(slots=True)
+class StepOutcome:
+    """What the journal records for a step after touching the disk."""
+
+    step: StepRow
+    state: str
+    reason: str | None = None
+    method: str | None = None
+    stat: tuple[int, int, int, int, int] | None = None  # size, mtime, ctime, inode, device
+    removed_dirs: list[str] = field(default_factory=list)
+    created_dirs: list[str] = field(default_factory=list)
+    rewritten_sha256: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanInfo:
+    id: int
+    kind: str
+    state: str
+    paths: list[str]
+    summary: dict[str, Any]
+    owner: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    undone_at: datetime | None
+    counts: dict[str, int]
+
+
+_STEP_COLUMNS = tuple(f.name for f in fields(StepRow))
+
+
+def _step(row: Any) -> StepRow:
+    data = {k: getattr(row, k) for k in _STEP_COLUMNS}
+    return StepRow(**data)
+
+
+class OrganiseMixin(StoreBase):
+    """Plans, their steps (the journal) and the inbox queue."""
+
+    # -- what the planner reads ------------------------------------------------------------
+
+    async def organise_sources(
+        self, paths: Sequence[str], chunk: int = 2000
+    ) -> AsyncIterator[list[OrganiseSource]]:
+        """Present files at or under ``paths``, in id order, a chunk at a time, each with its
+        recording's metadata (one query for the files, one per chunk for their metadata)."""
+        where = [files.c.state != FileState.MISSING.value]
+        if paths:
+            where.append(or_(*[_under(p) for p in paths]))
+        last_id = 0
+        while True:
+            async with self.engine.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        select(
+                            files.c.id,
+                            files.c.path,
+                            files.c.state,
+                            files.c.last_error,
+                            files.c.size,
+                            files.c.mtime_ns,
+                            files.c.inode,
+                            files.c.device,
+                            files.c.recording_id,
+                            recordings.c.format,
+                            recordings.c.sha256_hash,
+                        )
+                        .select_from(
+                            files.outerjoin(recordings, files.c.recording_id == recordings.c.id)
+                        )
+                        .where(*where, files.c.id > last_id)
+                        .order_by(files.c.id)
+                        .limit(chunk)
+                    )
+                ).all()
+                if not rows:
+                    return
+                metadata: dict[Any, dict[str, str]] = {}
+                rec_ids = list({r.recording_id for r in rows if r.recording_id is not None})
+                for ids in _chunks(rec_ids, IN_CHUNK):
+                    result = await conn.execute(
+                        select(
+                            metadata_entries.c.recording_id,
+                            metadata_entries.c.key,
+                            metadata_entries.c.value,
+                            metadata_entries.c.source,
+                        ).where(metadata_entries.c.recording_id.in_(ids))
+                    )
+                    for m in result:
+                        entry = metadata.setdefault(m.recording_id, {})
+                        # Tags win over stream properties of the same name; analysis keys are
+                        # prefixed and never collide.
+                        if m.source == "tags" or m.key not in entry:
+                            entry[m.key] = m.value
+            last_id = rows[-1].id
+            yield [
+                OrganiseSource(
+                    file_id=r.id,
+                    path=r.path,
+                    state=r.state,
+                    last_error=r.last_error,
+                    size=r.size,
+                    mtime_ns=r.mtime_ns,
+                    inode=r.inode,
+                    device=r.device,
+                    format=r.format or "",
+                    sha256=r.sha256_hash,
+                    metadata=metadata.get(r.recording_id, {}),
+                )
+                for r in rows
+            ]
+
+    # -- plans -----------------------------------------------------------------------------
+
+    async def create_plan(
+        self,
+        kind: str,
+        paths: Sequence[str],
+        steps: Sequence[StepRow],
+        summary: dict[str, Any],
+        owner: str,
+    ) -> int:
+        """Store a plan and its steps, owned by ``owner`` and ready to apply; returns its id."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            plan_id = (
+                await conn.execute(
+                    insert(organise_plans)
+                    .values(
+                        kind=kind,
+                        state=PlanState.APPLYING,
+                        paths=list(paths),
+                        summary=summary,
+                        owner=owner,
+                        heartbeat=now,
+                        created_at=now,
+                    )
+                    .returning(organise_plans.c.id)
+                )
+            ).scalar_one()
+            rows = [
+                {
+                    "plan_id": plan_id,
+                    "seq": s.seq,
+                    "kind": s.kind,
+                    "follows": s.follows,
+                    "file_id": s.file_id,
+                    "source": s.source,
+                    "target": s.target,
+                    "state": s.state,
+                    "reason": s.reason,
+                    "note": s.note,
+                    "size": s.size,
+                    "mtime_ns": s.mtime_ns,
+                    "ctime_ns": s.ctime_ns,
+                    "inode": None if s.inode is None else to_int64(s.inode),
+                    "device": None if s.device is None else to_int64(s.device),
+                    "sha256": s.sha256,
+                    "details": s.details,
+                    "updated_at": now,
+                }
+                for s in steps
+            ]
+            for batch in _chunks(rows, 500):
+                await conn.execute(insert(organise_steps), batch)
+        return int(plan_id)
+
+    async def plan_info(self, plan_id: int) -> PlanInfo | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(organise_plans).where(organise_plans.c.id == plan_id))
+            ).first()
+            if row is None:
+                return None
+            counts = {
+                r[0]: int(r[1])
+                for r in await conn.execute(
+                    select(organise_steps.c.state, func.count())
+                    .where(organise_steps.c.plan_id == plan_id)
+                    .group_by(organise_steps.c.state)
+                )
+            }
+        return PlanInfo(
+            id=row.id,
+            kind=row.kind,
+            state=row.state,
+            paths=list(row.paths or []),
+            summary=dict(row.summary or {}),
+            owner=row.owner,
+            created_at=row.created_at,
+            finished_at=row.finished_at,
+            undone_at=row.undone_at,
+            counts=counts,
+        )
+
+    async def latest_plan(self, states: Sequence[str], kind: str | None = None) -> int | None:
+        """The newest plan in one of ``states`` (of ``kind`` when given)."""
+        where: list[Any] = [organise_plans.c.state.in_(list(states))]
+        if kind is not None:
+            where.append(organise_plans.c.kind == kind)
+        async with self.engine.connect() as conn:
+            plan_id = (
+                await conn.execute(
+                    select(organise_plans.c.id)
+                    .where(*where)
+                    .order_by(organise_plans.c.id.desc())
+                    .limit(1)
+                )
+            ).scalar()
+        return None if plan_id is None else int(plan_id)
+
+    async def plans(self, limit: int = 20) -> list[PlanInfo]:
+        async with self.engine.connect() as conn:
+            ids = (
+                await conn.execute(
+                    select(organise_plans.c.id).order_by(organise_plans.c.id.desc()).limit(limit)
+                )
+            ).scalars()
+            plan_ids = list(ids)
+        infos = [await self.plan_info(i) for i in plan_ids]
+        return [i for i in infos if i is not None]
+
+    async def plan_steps(
+        self,
+        plan_id: int,
+        states: Sequence[str] | None = None,
+        *,
+        limit: int | None = None,
+        after_seq: int | None = None,
+        descending: bool = False,
+    ) -> list[StepRow]:
+        where: list[Any] = [organise_steps.c.plan_id == plan_id]
+        if states is not None:
+            where.append(organise_steps.c.state.in_(list(states)))
+        if after_seq is not None:
+            where.append(
+                organise_steps.c.seq < after_seq if descending else organise_steps.c.seq > after_seq
+            )
+        order = organise_steps.c.seq.desc() if descending else organise_steps.c.seq
+        stmt = select(organise_steps).where(*where).order_by(order)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        async with self.engine.connect() as conn:
+            return [_step(r) for r in await conn.execute(stmt)]
+
+    async def step_states(self, plan_id: int, seqs: Sequence[int]) -> dict[int, tuple[str, str]]:
+        """(state, target) of the steps ``seqs`` of a plan."""
+        out: dict[int, tuple[str, str]] = {}
+        async with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(set(seqs)), IN_CHUNK):
+                for r in await conn.execute(
+                    select(
+                        organise_steps.c.seq, organise_steps.c.state, organise_steps.c.target
+                    ).where(organise_steps.c.plan_id == plan_id, organise_steps.c.seq.in_(chunk))
+                ):
+                    out[r.seq] = (r.state, r.target)
+        return out
+
+    async def take_plan(self, plan_id: int, owner: str, state: str) -> bool:
+        """Make ``owner`` the plan's applier (or undoer) in ``state``: only when nobody else
+        holds it, or its holder is dead (a process of this host that no longer runs, or silent
+        for PLAN_LEASE)."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(organise_plans.c.owner, organise_plans.c.heartbeat).where(
+                        organise_plans.c.id == plan_id
+                    )
+                )
+            ).first()
+            if row is None:
+                return False
+            holder = row.owner
+            if holder not in (None, owner):
+                silent = row.heartbeat is None or row.heartbeat < now - PLAN_LEASE
+                if not (dead_local_owners([holder]) or silent):
+                    return False
+            await conn.execute(
+                update(organise_plans)
+                .where(organise_plans.c.id == plan_id)
+                .values(owner=owner, heartbeat=now, state=state)
+            )
+        return True
+
+    async def finish_plan(self, plan_id: int, owner: str, state: str) -> None:
+        now = utcnow()
+        values: dict[str, Any] = {"owner": None, "heartbeat": None, "state": state}
+        values["undone_at" if state == PlanState.UNDONE else "finished_at"] = now
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(organise_plans)
+                .where(organise_plans.c.id == plan_id, organise_plans.c.owner == owner)
+                .values(**values)
+            )
+
+    async def abandoned_plans(self) -> list[int]:
+        """Plans being applied or undone whose owner is dead (kill -9, power loss)."""
+        now = utcnow()
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        organise_plans.c.id, organise_plans.c.owner, organise_plans.c.heartbeat
+                    ).where(organise_plans.c.state.in_((PlanState.APPLYING, PlanState.UNDOING)))
+                )
+            ).all()
+        dead = set(dead_local_owners([r.owner for r in rows if r.owner]))
+        return [
+            r.id
+            for r in rows
+            if r.owner is None
+            or r.owner in dead
+            or r.heartbeat is None
+            or r.heartbeat < now - PLAN_LEASE
+        ]
+
+    # -- the journal -----------------------------------------------------------------------
+
+    async def begin_steps(
+        self,
+        plan_id: int,
+        owner: str,
+        state: str,
+        steps: Sequence[StepRow],
+    ) -> bool:
+        """Record that ``steps`` are about to touch the disk (``moving`` or ``undoing``), with a
+        cue sheet's original bytes; committed before the first system call. False when the
+        plan is no longer ``owner``'s (taken over)."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            held = await conn.execute(
+                update(organise_plans)
+                .where(organise_plans.c.id == plan_id, organise_plans.c.owner == owner)
+                .values(heartbeat=now)
+            )
+            if not held.rowcount:
+                return False
+            for s in steps:
+                assert s.id is not None
+                await conn.execute(
+                    update(organise_steps)
+                    .where(organise_steps.c.id == s.id)
+                    .values(state=state, original=s.original, updated_at=now)
+                )
+        return True
+
+    async def finish_steps(self, plan_id: int, owner: str, outcomes: Sequence[StepOutcome]) -> None:
+        """Record what the disk now says for each step, and bring the catalog along: a moved
+        audio file's row takes its new place, a moved cue sheet its tracklist's path."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(organise_plans)
+                .where(organise_plans.c.id == plan_id, organise_plans.c.owner == owner)
+                .values(heartbeat=now)
+            )
+            touched: set[uuid.UUID] = set()
+            for o in outcomes:
+                s = o.step
+                values: dict[str, Any] = {
+                    "state": o.state,
+                    "reason": o.reason,
+                    "updated_at": now,
+                }
+                if o.method is not None:
+                    values["method"] = o.method
+                if o.rewritten_sha256 is not None:
+                    values["rewritten_sha256"] = o.rewritten_sha256
+                if o.removed_dirs:
+                    values["removed_dirs"] = o.removed_dirs
+                if o.created_dirs:
+                    values["created_dirs"] = o.created_dirs
+                if o.state == StepState.DONE and o.stat is not None:
+                    values["moved_inode"] = to_int64(o.stat[3])
+                    values["moved_device"] = to_int64(o.stat[4])
+                await conn.execute(
+                    update(organise_steps).where(organise_steps.c.id == s.id).values(**values)
+                )
+                moved_to = {StepState.DONE: s.target, StepState.UNDONE: s.source}.get(o.state)
+                if moved_to is None or s.source == s.target:
+                    continue
+                moved_from = s.source if o.state == StepState.DONE else s.target
+                if s.kind == "audio" and s.file_id is not None and o.stat is not None:
+                    touched |= await _move_file_row(conn, s.file_id, moved_from, moved_to, o.stat)
+                elif s.kind == "sidecar" and moved_to.lower().endswith(".cue"):
+                    result = await conn.execute(
+                        update(tracklists)
+                        .where(tracklists.c.cue_file_path == moved_from)
+                        .values(cue_file_path=moved_to)
+                        .returning(tracklists.c.recording_id)
+                    )
+                    touched |= {r.recording_id for r in result}
+            await _touch_graph(conn, touched)
+
+    # -- the inbox queue -------------------------------------------------------------------
+
+    async def enqueue_inbox(self, inboxes: Sequence[str]) -> int:
+        """Queue the cataloged files under ``inboxes`` that are not queued yet; returns how many."""
+        if not inboxes:
+            return 0
+        now = utcnow()
+        queued = select(organise_queue.c.file_id).where(organise_queue.c.file_id == files.c.id)
+        candidates = select(files.c.id).where(
+            or_(*[_under(p) for p in inboxes]),
+            files.c.state == FileState.CATALOGED.value,
+            ~exists(queued),
+        )
+        async with self.engine.begin() as conn:
+            ids = [r[0] for r in await conn.execute(candidates)]
+            for chunk in _chunks(ids, 500):
+                await conn.execute(
+                    insert(organise_queue),
+                    [
+                        {"file_id": i, "state": "pending", "attempts": 0, "updated_at": now}
+                        for i in chunk
+                    ],
+                )
+        return len(ids)
+
+    async def record_inbox(
+        self,
+        file_id: int,
+        owner: str,
+        state: str,
+        reason: str | None,
+        plan_id: int | None,
+        values: dict[str, Any],
+    ) -> bool:
+        """Record what became of an inbox file (``values``: the queue's done()/failed()).
+        False when the lease went to someone else meanwhile."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(organise_queue)
+                .where(organise_queue.c.file_id == file_id, organise_queue.c.lease_owner == owner)
+                .values(state=state, reason=reason, plan_id=plan_id, updated_at=utcnow(), **values)
+            )
+            return bool(result.rowcount)
+
+    async def inbox_entry(self, file_id: int) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(organise_queue).where(organise_queue.c.file_id == file_id)
+                )
+            ).first()
+        return dict(row._mapping) if row is not None else None
+
+    async def mark_inbox_undone(self, plan_id: int) -> None:
+        """An undone inbox plan put its file back in the inbox: do not move it again until it
+        changes (a new row is queued when the file is cataloged anew)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(organise_queue)
+                .where(organise_queue.c.plan_id == plan_id)
+                .values(state="undone", updated_at=utcnow())
+            )
+
+
+async def _move_file_row(
+    conn: AsyncConnection,
+    file_id: int,
+    old: str,
+    new: str,
+    stat: tuple[int, int, int, int, int],
+) -> set[uuid.UUID]:
+    """The file row ``file_id`` is now at ``new``: path, directory and stat, same recording."""
+    now = utcnow()
+    touched: set[uuid.UUID] = set()
+    # A row already at the new path is a location record of something no longer there (a file
+    # deleted long ago, or the walk of a racing reconcile that saw the file arrive): the file at
+    # that place now is this one.
+    others = (
+        await conn.execute(
+            delete(files)
+            .where(files.c.path == new, files.c.id != file_id)
+            .returning(files.c.recording_id)
+        )
+    ).all()
+    for r in others:
+        if r.recording_id is not None:
+            await _drop_if_orphan(conn, r.recording_id)
+            touched.add(r.recording_id)
+    size, mtime_ns, ctime_ns, inode, device = stat
+    result = await conn.execute(
+        update(files)
+        .where(files.c.id == file_id)
+        .values(
+            path=new,
+            dir=os.path.dirname(new),
+            size=size,
+            mtime_ns=mtime_ns,
+            ctime_ns=ctime_ns,
+            inode=to_int64(inode),
+            device=to_int64(device),
+            state=FileState.CATALOGED.value,
+            missing_since=None,
+            last_seen=now,
+            updated_at=now,
+        )
+        .returning(files.c.recording_id)
+    )
+    rec = result.scalar()
+    if rec is not None:
+        await conn.execute(
+            update(recordings)
+            .where(recordings.c.id == rec, recordings.c.file_path == old)
+            .values(file_path=new, file_name=os.path.basename(new), updated_at=now)
+        )
+        await _repoint_recordings(conn, [rec])
+        touched.add(rec)
+    return touched

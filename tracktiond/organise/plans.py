@@ -1,0 +1,406 @@
+"""Planning: what each cataloged file's name would be, and every reason one cannot move.
+
+The planner reads nothing but the catalog's rows and a ``stat`` per file (and the listing of each
+source directory once, for sidecars and cover art; a cue sheet's bytes when it names moved
+audio). It touches nothing: a dry run is the plan printed, an apply is the plan stored and then
+carried out by the journal.
+
+Per audio file, in order: only cataloged files are placed (pending: scan first; failed: the
+catalog's reason); the pattern that applies is rendered (a required field without a value skips
+the file, naming the field); the target root is ``[organise] library`` or the file's own
+library root; the levels are made safe (:mod:`tracktiond.organise.names`); the source must still
+be what the catalog recorded (size, mtime, inode); a target equal to the source is "in place",
+one inside the source is refused, one that differs only in case is a two-step case rename.
+A target that exists on disk, or that another file of this plan already takes (compared after
+NFC and case folding, so a plan is safe on case-insensitive disks too), is a collision: the name
+gets `` (2)``, `` (3)`` … (``collisions = "number"``) or the file is skipped (``"skip"``), and
+either way the step says so. The same number is given to the file's sidecars, whose targets
+must be free as well.
+
+After every file: cover art for directories that move as a whole, and cue-sheet rewrites for
+sheets whose FILE lines name moved audio (the sheets that move with it, and those that stay).
+"""
+
+from __future__ import annotations
+
+import os
+import stat as statmod
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from tracktiond.catalog.plans import OrganiseSource, StepRow, StepState
+from tracktiond.catalog.values import to_int64
+from tracktiond.organise import cuefile
+from tracktiond.organise.fields import FileFacts
+from tracktiond.organise.names import NameRules, UnsafeName, filesystem_rules, name_key, target_path
+from tracktiond.organise.patterns import MissingField
+from tracktiond.organise.settings import Settings
+from tracktiond.organise.sidecars import (
+    SIDECAR_EXTENSIONS,
+    is_cover,
+    list_dir,
+    printable,
+    sidecars_of,
+    stem_of,
+)
+
+MAX_NUMBER = 999
+
+
+@dataclass(slots=True)
+class _Moved:
+    """An audio file this plan moves (for covers and cue sheets decided at the end)."""
+
+    seq: int
+    source: str
+    target: str
+
+
+@dataclass(slots=True)
+class Draft:
+    """A plan before it is stored: the steps in order and what they add up to."""
+
+    steps: list[StepRow] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> dict[str, int]:
+        keys = ("move", "sidecar", "cover", "cue", "in_place", "skipped", "numbered")
+        return {k: self.counts.get(k, 0) for k in keys}
+
+
+class Planner:
+    """Builds a :class:`Draft` from catalog rows, one call of :meth:`add` per file."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.draft = Draft()
+        self._claimed: set[str] = set()
+        self._rules: dict[str, NameRules] = {}
+        self._entries: dict[str, list[str]] = {}
+        self._moved_from: dict[str, list[_Moved]] = {}  # source dir -> audio moved out of it
+        self._sidecars_from: dict[str, set[str]] = {}  # source dir -> sidecar names moving
+        self._moved_by_path: dict[str, _Moved] = {}
+        self._sheet_moves: dict[str, StepRow] = {}  # cue sheet source -> its sidecar step
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        return len(self.draft.steps) + 1
+
+    def _rules_for(self, root: str) -> NameRules:
+        rules = self._rules.get(root)
+        if rules is None:
+            rules = filesystem_rules(
+                root,
+                portable=self.settings.portable,
+                transliterate=self.settings.transliterate,
+                max_path_chars=self.settings.max_path_chars,
+            )
+            self._rules[root] = rules
+        return rules
+
+    def _list(self, directory: str) -> list[str]:
+        entries = self._entries.get(directory)
+        if entries is None:
+            entries = self._entries[directory] = list_dir(directory)
+        return entries
+
+    def _skip(
+        self, path: str, reason: str, kind: str = "audio", file_id: int | None = None
+    ) -> None:
+        self.draft.steps.append(
+            StepRow(
+                seq=self._next_seq(),
+                kind=kind,
+                source=path,
+                target="",
+                state=StepState.SKIPPED,
+                reason=reason,
+                file_id=file_id,
+            )
+        )
+        self.draft.counts["skipped"] += 1
+
+    def _free(self, target: str, source: str) -> bool:
+        if name_key(target) in self._claimed:
+            return False
+        if not os.path.lexists(target):
+            return True
+        # On a case-insensitive filesystem the new spelling of a name *is* the source.
+        try:
+            return os.path.samefile(target, source)
+        except OSError:
+            return False
+
+    # -- one file ----------------------------------------------------------------------------
+
+    def add_all(self, sources: Iterable[OrganiseSource]) -> None:
+        for source in sources:
+            self.add(source)
+
+    def add(self, src: OrganiseSource) -> None:
+        path = src.path
+        if not printable(path):
+            self._skip(path, "the name is not valid UTF-8: rename it by hand", file_id=src.file_id)
+            return
+        if src.state == "pending":
+            self._skip(path, "not cataloged yet: run tracktiond scan first", file_id=src.file_id)
+            return
+        if src.state != "cataloged":
+            self._skip(path, f"not cataloged: {src.last_error or src.state}", file_id=src.file_id)
+            return
+        facts = FileFacts(path, src.format, src.metadata)
+        which, pattern = self.settings.pattern_for(facts)
+        try:
+            levels = pattern.components(facts)
+        except MissingField as exc:
+            self._skip(path, f"[organise] {which}: {exc}", file_id=src.file_id)
+            return
+        root = self.settings.target_root(path)
+        if root is None:
+            self._skip(
+                path,
+                "not under any [library] root, and no [organise] library is set",
+                file_id=src.file_id,
+            )
+            return
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            self._skip(path, "vanished since it was cataloged", file_id=src.file_id)
+            return
+        except OSError as exc:
+            self._skip(path, f"cannot be read: {exc.strerror}", file_id=src.file_id)
+            return
+        if statmod.S_ISLNK(st.st_mode):
+            self._skip(path, "is a symbolic link: organise what it points to", file_id=src.file_id)
+            return
+        if (st.st_size, st.st_mtime_ns, to_int64(st.st_ino)) != (
+            src.size,
+            src.mtime_ns,
+            src.inode,
+        ):
+            self._skip(
+                path,
+                "changed since it was cataloged: run tracktiond scan first",
+                file_id=src.file_id,
+            )
+            return
+        directory, name = os.path.split(path)
+        entries = self._list(directory)
+        sidecars = sidecars_of(name, entries) if self.settings.sidecars else []
+        shared = [
+            e
+            for e in entries
+            if e != name
+            and stem_of(e) == stem_of(name)
+            and e.rpartition(".")[2].lower() not in SIDECAR_EXTENSIONS
+        ]
+        if shared:
+            # Set.flac and Set.mp3 share Set.cue: it stays, unless named Set.flac.cue.
+            stays = [s for s in sidecars if not s.rest.lower().startswith("." + facts.extension)]
+            sidecars = [s for s in sidecars if s not in stays]
+            for s in stays:
+                self._skip(
+                    os.path.join(directory, s.name),
+                    f"stays: it belongs to several audio files ({', '.join([name, *shared])})",
+                    kind="sidecar",
+                )
+        rules = self._rules_for(root)
+        first: str | None = None
+        number = 1
+        while True:
+            try:
+                target = target_path(root, levels, facts.extension, rules, number)
+            except UnsafeName as exc:
+                self._skip(path, str(exc), file_id=src.file_id)
+                return
+            if target == path:
+                self.draft.counts["in_place"] += 1
+                return
+            if target.startswith(path + "/"):
+                self._skip(path, f"the target {target} is inside the source", file_id=src.file_id)
+                return
+            stem = target[: len(target) - len(facts.extension) - 1] if facts.extension else target
+            side_targets = [stem + s.rest for s in sidecars]
+            pairs = [(target, path)] + [
+                (t, os.path.join(directory, s.name))
+                for t, s in zip(side_targets, sidecars, strict=True)
+            ]
+            taken = [t for t, source in pairs if not self._free(t, source)]
+            if not taken:
+                break
+            if first is None:
+                first = taken[0]
+            if self.settings.collisions == "skip":
+                reason = f'collision: {taken[0]} is taken (collisions = "skip")'
+                self._skip(path, reason, file_id=src.file_id)
+                return
+            number += 1
+            if number > MAX_NUMBER:
+                reason = f"collision: {first} and {MAX_NUMBER} numbered names are taken"
+                self._skip(path, reason, file_id=src.file_id)
+                return
+        note = None
+        if first is not None:
+            note = f"numbered ({number}): {first} is taken"
+            self.draft.counts["numbered"] += 1
+        case_only = name_key(target) == name_key(path)
+        seq = self._next_seq()
+        self.draft.steps.append(
+            StepRow(
+                seq=seq,
+                kind="audio",
+                source=path,
+                target=target,
+                state=StepState.PLANNED,
+                note=note if not case_only else (note or "case-only rename (two steps)"),
+                file_id=src.file_id,
+                size=st.st_size,
+                mtime_ns=st.st_mtime_ns,
+                ctime_ns=st.st_ctime_ns,
+                inode=st.st_ino,
+                device=st.st_dev,
+                sha256=src.sha256,
+            )
+        )
+        self._claimed.add(name_key(target))
+        self.draft.counts["move"] += 1
+        moved = _Moved(seq, path, target)
+        self._moved_from.setdefault(directory, []).append(moved)
+        self._moved_by_path[path] = moved
+        for s, side_target in zip(sidecars, side_targets, strict=True):
+            side_source = os.path.join(directory, s.name)
+            try:
+                sst = os.lstat(side_source)
+            except OSError:
+                continue
+            if not statmod.S_ISREG(sst.st_mode) or not printable(s.name):
+                self._skip(side_source, "not a regular file with a UTF-8 name", kind="sidecar")
+                continue
+            step = StepRow(
+                seq=self._next_seq(),
+                kind="sidecar",
+                source=side_source,
+                target=side_target,
+                state=StepState.PLANNED,
+                follows=seq,
+                size=sst.st_size,
+                mtime_ns=sst.st_mtime_ns,
+                ctime_ns=sst.st_ctime_ns,
+                inode=sst.st_ino,
+                device=sst.st_dev,
+            )
+            self.draft.steps.append(step)
+            self._claimed.add(name_key(side_target))
+            self._sidecars_from.setdefault(directory, set()).add(s.name)
+            if s.name.lower().endswith(".cue"):
+                self._sheet_moves[side_source] = step
+            self.draft.counts["sidecar"] += 1
+
+    # -- after every file --------------------------------------------------------------------
+
+    def finish(self) -> Draft:
+        for directory in sorted(self._moved_from):
+            self._covers(directory)
+        for directory in sorted(self._moved_from):
+            self._cue_sheets(directory)
+        return self.draft
+
+    def _covers(self, directory: str) -> None:
+        moved = self._moved_from[directory]
+        entries = self._list(directory)
+        covers = [e for e in entries if is_cover(e)]
+        if not covers:
+            return
+        leaving = {os.path.basename(m.source) for m in moved} | self._sidecars_from.get(
+            directory, set()
+        )
+        rest = [e for e in entries if e not in leaving and not is_cover(e)]
+        target_dirs = {os.path.dirname(m.target) for m in moved}
+        reason = None
+        if rest:
+            shown = ", ".join(rest[:3]) + (" …" if len(rest) > 3 else "")
+            reason = f"stays: the directory keeps other files ({shown})"
+        elif len(target_dirs) > 1:
+            reason = "stays: the directory's audio goes to several directories"
+        for cover in covers:
+            source = os.path.join(directory, cover)
+            if reason is not None:
+                self._skip(source, reason, kind="cover")
+                continue
+            (target_dir,) = target_dirs
+            if target_dir == directory:
+                continue
+            target = os.path.join(target_dir, cover)
+            if not self._free(target, source):
+                self._skip(source, f"stays: {target} exists", kind="cover")
+                continue
+            st = os.lstat(source)
+            self.draft.steps.append(
+                StepRow(
+                    seq=self._next_seq(),
+                    kind="cover",
+                    source=source,
+                    target=target,
+                    state=StepState.PLANNED,
+                    size=st.st_size,
+                    mtime_ns=st.st_mtime_ns,
+                    ctime_ns=st.st_ctime_ns,
+                    inode=st.st_ino,
+                    device=st.st_dev,
+                    details={"after": [m.seq for m in moved]},
+                )
+            )
+            self._claimed.add(name_key(target))
+            self.draft.counts["cover"] += 1
+
+    def _cue_sheets(self, directory: str) -> None:
+        for name in self._list(directory):
+            if not name.lower().endswith(".cue") or not printable(name):
+                continue
+            sheet = os.path.join(directory, name)
+            try:
+                if os.path.getsize(sheet) > cuefile.MAX_CUE_BYTES:
+                    continue
+                with open(sheet, "rb") as fh:
+                    raw = fh.read()
+            except OSError:
+                continue
+            move = self._sheet_moves.get(sheet)
+            new_dir = os.path.dirname(move.target) if move is not None else directory
+            refs: dict[str, list[object]] = {}
+            after = [move.seq] if move is not None else []
+            for ref in cuefile.file_references(raw):
+                old = cuefile.resolve(ref, directory, self._list)
+                audio = self._moved_by_path.get(old)
+                new = audio.target if audio is not None else old
+                if audio is None and move is None:
+                    continue
+                if cuefile.relative_reference(new, new_dir) == ref:
+                    continue
+                refs[ref] = [old, new, audio.seq if audio is not None else None]
+                if audio is not None:
+                    after.append(audio.seq)
+            if not refs:
+                continue
+            final = move.target if move is not None else sheet
+            trial = {ref: cuefile.relative_reference(str(v[1]), new_dir) for ref, v in refs.items()}
+            try:
+                cuefile.rewrite(raw, trial)
+            except cuefile.CueError as exc:
+                self._skip(sheet, f"FILE lines not rewritten: {exc}", kind="cue")
+                continue
+            self.draft.steps.append(
+                StepRow(
+                    seq=self._next_seq(),
+                    kind="cue",
+                    source=final,
+                    target=final,
+                    state=StepState.PLANNED,
+                    note=f"FILE lines: {', '.join(trial.values())}",
+                    details={"sheet": sheet, "refs": refs, "after": after},
+                )
+            )
+            self.draft.counts["cue"] += 1
