@@ -100,7 +100,9 @@ def clean(text: str, rules: NameRules) -> str:
         text = unicodedata.normalize(NORMALIZATION, anyascii(text))
     out = []
     for ch in text:
-        if ch == "/" or ch == "\0" or unicodedata.category(ch) in ("Cc", "Cs"):
+        if ch.isspace():
+            out.append(" ")  # tabs and line breaks too: step 3 collapses them
+        elif ch == "/" or ch == "\0" or unicodedata.category(ch) in ("Cc", "Cs"):
             out.append(REPLACEMENT)
         else:
             out.append(ch)
