@@ -63,7 +63,7 @@ async def organise(
     catalog: Catalog, settings: Settings, *paths: Path
 ) -> tuple[int, list[Any], Any]:
     draft = await plan(catalog, settings, *paths)
-    owner = "test:%d:%s" % (os.getpid(), uuid.uuid4().hex[:6])
+    owner = f"test:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     plan_id = await catalog.create_plan("organise", [], draft.steps, {}, owner)
     journal = Journal(frozenset(settings.protected_dirs), batch=settings.journal_batch)
     await apply_plan(catalog, plan_id, owner, journal)
@@ -244,7 +244,7 @@ async def test_interrupted_plan_is_settled_and_finished(catalog: Catalog, librar
     settings = settings_for(library, pattern="out/{title}")
     before = {hashlib.sha256(p.read_bytes()).hexdigest() for p in made}
     draft = await plan(catalog, settings)
-    dead = "%s:999999:dead" % os.uname().nodename
+    dead = f"{os.uname().nodename}:999999:dead"
     plan_id = await catalog.create_plan("organise", [], draft.steps, {}, dead)
     steps = await catalog.plan_steps(plan_id)
     # What a kill -9 can leave: three steps journalled as moving, and on disk one not started,
@@ -253,7 +253,7 @@ async def test_interrupted_plan_is_settled_and_finished(catalog: Catalog, librar
     (library / "out").mkdir()
     os.rename(steps[1].source, steps[1].target)
     os.link(steps[2].source, steps[2].target)
-    finished = await recover(catalog, "test:%d:r" % os.getpid(), Journal(frozenset()))
+    finished = await recover(catalog, f"test:{os.getpid()}:r", Journal(frozenset()))
     assert [f.id for f in finished] == [plan_id]
     assert {s.state for s in await catalog.plan_steps(plan_id)} == {StepState.DONE}
     out = sorted(os.listdir(library / "out"))
