@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Column, Select, Table, or_, select, update
+from sqlalchemy import Column, Select, Table, func, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -161,6 +161,13 @@ class LeaseQueue(ABC, Generic[C, J]):
                 select(self.owner).where(self.owner >= prefix, self.owner < upper).distinct()
             )
             return {r[0] for r in rows}
+
+    async def due_count(self, context: C) -> int:
+        """How many rows are due for ``context``, leased or waiting out a backoff included:
+        the work a one-shot run still has ahead of it."""
+        async with self.engine.connect() as conn:
+            due = self.due(context).order_by(None).subquery()
+            return int((await conn.execute(select(func.count()).select_from(due))).scalar_one())
 
     async def lease_of(self, key: Any) -> tuple[str | None, datetime | None]:
         """(owner, expiry) of one row: for tests and diagnostics."""

@@ -16,6 +16,7 @@ A new stage adds its queue here: its table and lease columns, what is due, and w
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Column, Select, and_, case, exists, or_, select
@@ -55,8 +56,18 @@ class IngestQueue(LeaseQueue[Sequence[str], Job]):
         return sorted((Job(r.id, r.path) for r in rows), key=lambda j: j.file_id)
 
 
-class AnalysisQueue(LeaseQueue[str, AnalysisJob]):
-    """Audio streams to analyse; the claim context is the current settings fingerprint."""
+@dataclass(frozen=True, slots=True)
+class AnalysisClaim:
+    """What an analysis claim asks for: streams not analysed with these settings, held by a
+    present file under ``roots`` (anywhere when empty: the daemon; a one-shot scan narrows)."""
+
+    fingerprint: str
+    roots: Sequence[str] = ()
+
+
+class AnalysisQueue(LeaseQueue[AnalysisClaim | str, AnalysisJob]):
+    """Audio streams to analyse; the claim context is an ``AnalysisClaim`` (or just the
+    current settings fingerprint)."""
 
     name = "analysis"
     table = analyses
@@ -66,20 +77,24 @@ class AnalysisQueue(LeaseQueue[str, AnalysisJob]):
     not_before = analyses.c.not_before
     attempts = analyses.c.attempts
 
-    def due(self, context: str) -> Select[Any]:
+    def due(self, context: AnalysisClaim | str) -> Select[Any]:
+        claim = context if isinstance(context, AnalysisClaim) else AnalysisClaim(context)
+        held = [
+            recordings.c.audio_hash == analyses.c.audio_hash,
+            files.c.state == FileState.CATALOGED.value,
+        ]
+        if claim.roots:
+            held.append(or_(*[_under(r) for r in claim.roots]))
         present = (
             select(recordings.c.id)
             .join(files, files.c.recording_id == recordings.c.id)
-            .where(
-                recordings.c.audio_hash == analyses.c.audio_hash,
-                files.c.state == FileState.CATALOGED.value,
-            )
+            .where(*held)
         )
         stale = and_(
             analyses.c.state.in_((AnalysisState.DONE.value, AnalysisState.FAILED.value)),
             or_(
                 analyses.c.settings_fingerprint.is_(None),
-                analyses.c.settings_fingerprint != context,
+                analyses.c.settings_fingerprint != claim.fingerprint,
             ),
         )
         return (
@@ -95,7 +110,7 @@ class AnalysisQueue(LeaseQueue[str, AnalysisJob]):
         return (analyses.c.audio_hash, analyses.c.duration_seconds)
 
     async def jobs(
-        self, conn: AsyncConnection, rows: Sequence[Row[Any]], context: str
+        self, conn: AsyncConnection, rows: Sequence[Row[Any]], context: AnalysisClaim | str
     ) -> list[AnalysisJob]:
         # One present file per stream, the oldest row first: one query for all claimed streams.
         holders = await conn.execute(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,7 @@ async def tag(
         for path in targets:
             found = await catalog.analysis_for_path(path)
             if found is None:
-                reports.append({"path": path, "status": "skipped", "reason": "not analysed yet"})
+                reports.append({"path": path, "status": "skipped", "reason": NOT_ANALYSED})
                 continue
             file_id, analysis, fingerprint = found
             job = TagJob(file_id, path, analysis, f"{fingerprint}:{options_fingerprint(options)}")
@@ -165,8 +166,20 @@ async def tag(
                 click.echo(f"[{r['status']}] {r['summary']}")
             else:
                 click.echo(f"[{r['status']}] {r['path']}: {r['reason']}")
-    failed = sum(1 for r in reports if r["status"] == "failed")
-    return EXIT_FAILURE if failed and failed == len(reports) else EXIT_OK
+    unanalysed = sum(1 for r in reports if r.get("reason") == NOT_ANALYSED)
+    if unanalysed:
+        where = " ".join(shlex.quote(str(p)) for p in paths)
+        click.echo(
+            f"tracktiond: {unanalysed} file(s) not analysed yet: run `tracktiond scan --analyze "
+            f"{where}` first (or let the daemon analyse them, [analysis] enabled)",
+            err=True,
+        )
+    # Done when every file asked for is written, would be written, or already right.
+    done = sum(1 for r in reports if r["status"] in ("written", "would write", "unchanged"))
+    return EXIT_FAILURE if reports and not done else EXIT_OK
+
+
+NOT_ANALYSED = "not analysed yet"
 
 
 def _audio_files_under(path: str) -> list[str]:

@@ -77,9 +77,20 @@ async def db_upgrade(config_path: Path | None) -> int:
 @config_option
 @json_option
 @click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
+@click.option(
+    "--analyze",
+    "analyze",
+    is_flag=True,
+    help="Also analyse (BPM, key, loudness, mood) what is under PATHS and store the results; "
+    "resumes where a stopped run left off.",
+)
 @handled
 async def scan(
-    paths: tuple[Path, ...], config_path: Path | None, as_json: bool, no_progress: bool
+    paths: tuple[Path, ...],
+    config_path: Path | None,
+    as_json: bool,
+    no_progress: bool,
+    analyze: bool,
 ) -> int:
     """Catalog every audio file under PATHS (default: the configured roots) and exit."""
     config = load_command_config(config_path)
@@ -101,6 +112,7 @@ async def scan(
                 follow_symlinks=config.library.follow_symlinks,
                 purge_missing_after=timedelta(days=days) if days else None,
                 progress=bar,
+                analysis=config.analysis if analyze else None,
             )
             summary = await scanner.scan(targets)
     finally:
@@ -114,10 +126,9 @@ def _print_summary(summary: ScanSummary, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    counts = ", ".join(
-        f"{data[k]} {k}"
-        for k in ("new", "changed", "moved", "duplicate", "missing", "unchanged", "failed")
-    )
+    shown = ["new", "changed", "moved", "duplicate", "missing", "unchanged", "failed"]
+    shown += [k for k in ("deferred", "analysed", "analysis_failed") if data[k]]
+    counts = ", ".join(f"{data[k]} {k.replace('_', ' ')}" for k in shown)
     click.echo(
         f"scanned {data['files_seen']} files in {data['elapsed_seconds']:.1f} s "
         f"({data['files_per_second']:.0f} files/s, "

@@ -1,4 +1,5 @@
-"""A progress bar for long CLI work (drawn on stderr, only on a terminal)."""
+"""Progress bars for long CLI work (drawn on stderr, only on a terminal): the walk, the files
+read, and with `scan --analyze` the recordings analysed."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class ScanProgressBar:
         self._progress: Progress | None = None
         self._walk: TaskID | None = None
         self._read: TaskID | None = None
+        self._analyse: TaskID | None = None
         self._queued = 0
         self._bytes = 0
 
@@ -63,6 +65,14 @@ class ScanProgressBar:
         self._queued += jobs
         if self._progress is not None and self._read is not None:
             self._progress.update(self._read, total=self._queued)
+
+    def analysed(self, outcome: str) -> None:
+        if self._progress is None:
+            return
+        if self._analyse is None:
+            self._analyse = self._progress.add_task("analysing", total=None, detail="")
+        if outcome in ("done", "failed"):
+            self._progress.update(self._analyse, advance=1, detail="recordings analysed")
 
     def processed(self, outcome: Outcome, size: int) -> None:
         self._bytes += size

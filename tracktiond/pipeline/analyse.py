@@ -18,7 +18,7 @@ from tracktiond.analysis.pool import AnalysisFailed, AnalysisPool
 from tracktiond.analysis.settings import ANALYSIS_VERSION, AnalysisSettings
 from tracktiond.catalog.leases import DEFAULT_BACKOFF, Backoff
 from tracktiond.catalog.store import AnalysisJob, Catalog
-from tracktiond.catalog.work import AnalysisQueue
+from tracktiond.catalog.work import AnalysisClaim, AnalysisQueue
 from tracktiond.config import AnalysisConfig
 from tracktiond.errors import FailureClass
 from tracktiond.pipeline.stage import Finished, Stage, StageEvent
@@ -69,6 +69,7 @@ class AnalysisStage(Stage[AnalysisJob, Analysed]):
         self.settings = settings_from_config(config)
         self.concurrency = worker_count(config, cpus)
         self.backoff = backoff
+        self.roots: list[str] = []  # analyse only streams held under these (a one-shot scan)
         self.pool = pool or AnalysisPool(
             self.concurrency,
             memory_limit_bytes=config.memory_limit_mb * 1024 * 1024,
@@ -86,9 +87,15 @@ class AnalysisStage(Stage[AnalysisJob, Analysed]):
         self.config = config
         self.settings = settings_from_config(config)
 
+    def claim_context(self) -> AnalysisClaim:
+        return AnalysisClaim(self.settings.fingerprint(), tuple(self.roots))
+
     async def claim(self, owner: str, limit: int, lease: timedelta) -> list[AnalysisJob]:
-        fingerprint = self.settings.fingerprint()
-        return await self.catalog.analysis_queue.claim(owner, limit, fingerprint, lease)
+        return await self.catalog.analysis_queue.claim(owner, limit, self.claim_context(), lease)
+
+    async def drained(self) -> bool:
+        """Nothing left to analyse under the stage's roots (a one-shot run is done)."""
+        return await self.catalog.analysis_queue.due_count(self.claim_context()) == 0
 
     def describe(self, job: AnalysisJob) -> tuple[int | str, str]:
         return job.audio_hash, job.path

@@ -44,6 +44,8 @@ class ScanProgress(Protocol):
 
     def processed(self, outcome: Outcome, size: int) -> None: ...
 
+    def analysed(self, outcome: str) -> None: ...
+
 
 class _NoProgress:
     def discovered(self, files: int) -> None:
@@ -53,6 +55,9 @@ class _NoProgress:
         pass
 
     def processed(self, outcome: Outcome, size: int) -> None:
+        pass
+
+    def analysed(self, outcome: str) -> None:
         pass
 
 
@@ -81,6 +86,8 @@ class ScanSummary:
             "unchanged",
             "failed",
             "deferred",
+            "analysed",
+            "analysis_failed",
         )
         return {
             **{k: self.counts.get(k, 0) for k in keys},

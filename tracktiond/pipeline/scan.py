@@ -1,16 +1,25 @@
-"""The one-shot scan (`tracktiond scan`): reconcile some paths and ingest what became pending.
+"""The one-shot scan (`tracktiond scan [--analyze]`): reconcile some paths, ingest what became
+pending, and optionally analyse it.
 
 A Reconciler walk and the ingest stage's loop run side by side: the loop claims pending rows as
 the walk adds them and stops once the walk is over and nothing under the scanned paths is
 pending. Unlike the daemon it keeps a wide window of claimed jobs, so every worker stays busy
 and the writer commits real batches, and it retries a transient failure after a short pause.
+
+With ``analysis``, the analysis stage runs alongside (the crash-isolated worker processes, as in
+the daemon) on the streams held under the scanned paths, until ingest is done and none is left.
+Everything is recorded as it finishes, so a scan stopped by Ctrl-C or kill -9 resumes where it
+was: leases of a dead scan on this host are released at the next start.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from datetime import timedelta
+from functools import partial
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -26,6 +35,11 @@ from tracktiond.pipeline.reconcile import (
     default_concurrency,
 )
 from tracktiond.pipeline.stage import Heartbeat, StageEvent, StageLoop
+
+if TYPE_CHECKING:
+    from tracktiond.catalog.store import AnalysisJob
+    from tracktiond.config import AnalysisConfig
+    from tracktiond.pipeline.analyse import Analysed, AnalysisStage
 
 # Nobody waits on a single file here: the writer gathers bigger batches.
 WRITE_LINGER = 0.25
@@ -45,6 +59,7 @@ class Scanner:
         follow_symlinks: bool = True,
         purge_missing_after: timedelta | None = None,
         progress: ScanProgress | None = None,
+        analysis: AnalysisConfig | None = None,
     ) -> None:
         self.catalog = catalog
         self.summary = ScanSummary()
@@ -64,6 +79,20 @@ class Scanner:
             write_linger=WRITE_LINGER,
             on_event=self._on_event,
         )
+        self.analysis: StageLoop[AnalysisJob, Analysed] | None = None
+        self.analysis_stage: AnalysisStage
+        if analysis is not None:
+            from tracktiond.pipeline.analyse import AnalysisStage
+
+            stage = AnalysisStage(catalog, analysis, cpus=os.cpu_count() or 1, backoff=SCAN_BACKOFF)
+            self.analysis_stage = stage
+            self.analysis = StageLoop(
+                stage,
+                self.heartbeat,
+                concurrency=stage.concurrency,
+                max_in_flight=stage.concurrency,
+                on_event=self._on_analysed,
+            )
         self.reconciler = Reconciler(
             catalog,
             follow_symlinks=follow_symlinks,
@@ -81,6 +110,13 @@ class Scanner:
             self._arriving.discard(event.path)
             self.summary.count(outcome)
         self.progress.processed(outcome, event.bytes_read)
+
+    def _on_analysed(self, event: StageEvent) -> None:
+        if event.outcome == "done":
+            self.summary.count("analysed")
+        elif event.outcome == "failed":
+            self.summary.count("analysis_failed")
+        self.progress.analysed(event.outcome)
 
     async def _drained(self) -> bool:
         # Files still being written are not waited for (a recording may grow for hours): they
@@ -100,14 +136,39 @@ class Scanner:
                 walked.set()
                 self.loop.wake()
 
+        ingested = anyio.Event()
+
         async def ingest() -> None:
-            await self.loop.run(until=walked, drained=self._drained)
+            try:
+                await self.loop.run(until=walked, drained=self._drained)
+            finally:
+                ingested.set()
+                if self.analysis is not None:
+                    self.analysis.wake()
+
+        async def stages() -> None:
+            async with anyio.create_task_group() as running:
+                running.start_soon(ingest)
+                if self.analysis is not None:
+                    self.analysis_stage.roots = roots
+                    running.start_soon(
+                        partial(
+                            self.analysis.run, until=ingested, drained=self.analysis_stage.drained
+                        )
+                    )
             tg.cancel_scope.cancel()  # the heartbeat's job is done
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self.heartbeat.run)
-            tg.start_soon(ingest)
-            tg.start_soon(reconcile)
+        # A scan killed earlier on this host left leases: free them, so its work is done now.
+        await self.catalog.release_dead_local_leases()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self.heartbeat.run)
+                tg.start_soon(stages)
+                tg.start_soon(reconcile)
+        finally:
+            # Stopped early (Ctrl-C): what this scan held is due again at once, not in a minute.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await self.catalog.release_leases([self.heartbeat.owner])
         if self._arriving:
             self.summary.count(Outcome.DEFERRED, len(self._arriving))
             self.summary.warnings.append(

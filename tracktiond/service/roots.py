@@ -43,6 +43,9 @@ class _ReconcileProgress:
     def processed(self, outcome: Outcome, size: int) -> None:
         pass
 
+    def analysed(self, outcome: str) -> None:
+        pass
+
 
 class Roots:
     def __init__(
