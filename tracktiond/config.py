@@ -189,9 +189,10 @@ class AnalysisConfig(_Section):
     enabled: bool = True
     # Analysis worker processes; 0 means half the CPUs (at least one): ingest needs some too.
     workers: Annotated[int, Field(ge=0, le=256)] = 0
-    # Half/double-time ambiguity is resolved into this tempo range.
-    bpm_min: Annotated[float, Field(gt=0, lt=1000)] = 70.0
-    bpm_max: Annotated[float, Field(gt=0, le=1000)] = 180.0
+    # Last resort for the metrical level: a tempo whose level the signal could not decide is
+    # folded into this range (docs/analysis.md, "Tempo"); decided tempi are never moved.
+    bpm_min: Annotated[float, Field(gt=0, lt=1000)] = 60.0
+    bpm_max: Annotated[float, Field(gt=0, le=1000)] = 210.0
     # Recordings longer than this (seconds) also get a tempo curve and keys per segment.
     long_recording_seconds: Annotated[float, Field(gt=0)] = 900.0
     curve_window_seconds: Annotated[float, Field(ge=5, le=600)] = 30.0
@@ -291,6 +292,7 @@ class Config(_Section):
     analysis: AnalysisConfig = AnalysisConfig()
     daemon: DaemonConfig = DaemonConfig()
     organise: OrganiseConfig = OrganiseConfig()
+    tracklists: TracklistsConfig = TracklistsConfig()
 
     # Where the configuration came from (None: built-in defaults); not a TOML key.
     source: Path | None = Field(default=None, exclude=True)
@@ -420,8 +422,7 @@ def _resolve_organise(
         return any(path == r or r in path.parents for r in roots)
 
     problems = [
-        f"  [organise] inbox: {p} is not under any [library] root, so its files are never "
-        "cataloged"
+        f"  [organise] inbox: {p} is not under any [library] root, so its files are never cataloged"
         for p in inbox
         if not under_a_root(p)
     ]

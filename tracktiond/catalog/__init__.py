@@ -11,6 +11,9 @@ Driver errors are translated here, once (``database``): callers see ``CatalogUna
 - ``discovery``: a directory walk compared with the catalog: new, changed, moved, missing;
 - ``results`` (with ``batch`` and ``upkeep``): ingest results applied: identity follows content;
 - ``analyses``: analysis results; ``tagstate``: tag write-back outcomes;
+- ``sources``: the sheets and lists tracklists are read from (the tracklist queue's rows);
+  ``tracklists``: tracklist versions, entries and matches (``tracklistvalues``: their
+  dataclasses); ``wordindex``: each recording's search words, which matching looks up;
 - ``outbox``: the graph outbox; ``reports``: status, queue depth, duplicates, ``show``;
 - ``values``: the dataclasses callers hand in and get back; ``base``: statement helpers;
 - ``store``: ``Catalog``, the one object callers hold.

@@ -21,13 +21,14 @@ from tracktiond.catalog.models import (
     recordings,
     utcnow,
 )
+from tracktiond.catalog.sources import note_embedded_sheet
 from tracktiond.catalog.upkeep import (
     _duration,
-    _replace_tracklist,
     _touch_graph,
     _write_analysis_metadata,
 )
 from tracktiond.catalog.values import JobResult, Outcome, to_int64
+from tracktiond.catalog.wordindex import insert_words, word_rows
 from tracktiond.catalog.work import IngestQueue
 
 
@@ -148,9 +149,12 @@ async def _record_new_batch(
         )
     for chunk in _chunks(meta, 2000):
         await conn.execute(insert(metadata_entries), chunk)
+    await insert_words(
+        conn, [w for _, jr, rec_id in fast if jr.result for w in word_rows(rec_id, jr.result.tags)]
+    )
     for _, jr, rec_id in fast:
-        if jr.result is not None and jr.result.tracks:
-            await _replace_tracklist(conn, rec_id, jr.result)
+        if jr.result is not None and jr.result.embedded_cue:
+            await note_embedded_sheet(conn, rec_id, jr.result.embedded_cue, new=True)
     await conn.execute(
         _dialect_insert(dialect, analyses).on_conflict_do_nothing(),
         list(analysis_rows.values()),

@@ -16,6 +16,7 @@ from typing import Any, cast
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     Uuid,
     text,
 )
@@ -205,18 +207,135 @@ class MetadataEntry(Base):
     source: Mapped[str] = mapped_column(String(16))
 
 
+class TracklistSourceState(StrEnum):
+    PENDING = "pending"  # new or changed: to be read
+    DONE = "done"  # read; its tracklist is current
+    WAITING = "waiting"  # read, but the audio it belongs to is not cataloged (yet)
+    FAILED = "failed"  # cannot be used; error says why (the previous tracklist stays)
+    GONE = "gone"  # deleted from disk: its tracklist is to be retired
+    RETIRED = "retired"  # gone, and its tracklist retired (kept as history)
+
+
+class TracklistSource(Base):
+    """Where a tracklist is read from: a cue sheet or pasted list next to the audio, or a sheet
+    embedded in an audio file. The tracklist stage's queue (``lease_*``, catalog.work)."""
+
+    __tablename__ = "tracklist_sources"
+    __table_args__ = (
+        UniqueConstraint("path", "kind", name="uq_tracklist_sources_path_kind"),
+        Index("ix_tracklist_sources_dir", "dir"),
+        Index("ix_tracklist_sources_state", "state"),
+        Index(
+            "ix_tracklist_sources_lease_owner",
+            "lease_owner",
+            postgresql_where=text("lease_owner IS NOT NULL"),
+            sqlite_where=text("lease_owner IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    path: Mapped[str] = mapped_column(Text)  # the sheet's path (embedded: the audio file's)
+    dir: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))  # "cue", "text", "embedded"
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    mtime_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    state: Mapped[str] = mapped_column(String(16), default=TracklistSourceState.PENDING.value)
+    # The recording the tracklist belongs to: resolved from FILE lines or the file name, or
+    # (embedded) the recording holding the sheet.
+    recording_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("recordings.id", ondelete="SET NULL"), nullable=True
+    )
+    embedded_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    encoding: Mapped[str | None] = mapped_column(String(32), nullable=True)  # the one used
+    encoding_override: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(96), nullable=True)
+    lease_expires: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Tracklist(Base):
+    """One version of one source's tracklist of a recording. The current version of a source
+    has ``superseded_at`` NULL; earlier ones are its history."""
+
     __tablename__ = "tracklists"
-    __table_args__ = (Index("ix_tracklists_recording_id", "recording_id"),)
+    __table_args__ = (
+        Index("ix_tracklists_recording_id", "recording_id"),
+        Index("ix_tracklists_source_id", "source_id"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     recording_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("recordings.id", ondelete="CASCADE")
     )
+    # "cue", "embedded_cue", "text", "manual", "auto" (audio identification, to come)
     source: Mapped[str] = mapped_column(String(32))
-    cue_file_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cue_file_path: Mapped[str | None] = mapped_column(Text, nullable=True)  # where it was read
+    # The entries in the compact form the graph projection reads (catalog.outbox).
     tracks: Mapped[Any] = mapped_column(JSONVariant)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    source_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("tracklist_sources.id", ondelete="SET NULL"), nullable=True
+    )
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    format: Mapped[str | None] = mapped_column(String(16), nullable=True)  # "cue", "text"
+    title: Mapped[str | None] = mapped_column(Text, nullable=True)
+    performer: Mapped[str | None] = mapped_column(Text, nullable=True)
+    encoding: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    content_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    document: Mapped[str | None] = mapped_column(Text, nullable=True)  # the text it came from
+    warnings: Mapped[Any] = mapped_column(JSONVariant, nullable=True)
+
+
+class TracklistEntryRow(Base):
+    """One entry of one tracklist version, and the library recording it was matched to."""
+
+    __tablename__ = "tracklist_entries"
+    __table_args__ = (
+        Index("ix_tracklist_entries_tracklist_id", "tracklist_id"),
+        Index("ix_tracklist_entries_recording_id", "recording_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tracklist_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("tracklists.id", ondelete="CASCADE")
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    start_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    end_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    artist: Mapped[str | None] = mapped_column(Text, nullable=True)
+    title: Mapped[str | None] = mapped_column(Text, nullable=True)
+    version: Mapped[str | None] = mapped_column(Text, nullable=True)  # "Someone Remix"
+    label: Mapped[str | None] = mapped_column(Text, nullable=True)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    unknown: Mapped[bool] = mapped_column(Boolean, default=False)  # "ID - ID"
+    played_with: Mapped[int | None] = mapped_column(Integer, nullable=True)  # a position
+    source_path: Mapped[str | None] = mapped_column(Text, nullable=True)  # a nested FILE
+    extra: Mapped[Any] = mapped_column(JSONVariant, nullable=True)  # REMs, ISRC, ...
+    match_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    recording_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("recordings.id", ondelete="SET NULL"), nullable=True
+    )
+    match_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    candidates: Mapped[Any] = mapped_column(JSONVariant, nullable=True)
+
+
+class RecordingWord(Base):
+    """The search words of a recording's artist and title (media.names): tracklist matching
+    looks candidates up here instead of reading every recording's tags."""
+
+    __tablename__ = "recording_words"
+    __table_args__ = (Index("ix_recording_words_recording_id", "recording_id"),)
+
+    word: Mapped[str] = mapped_column(String(64), primary_key=True)
+    recording_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("recordings.id", ondelete="CASCADE"), primary_key=True
+    )
 
 
 class GraphOutbox(Base):
@@ -234,5 +353,8 @@ recordings = cast(Table, Recording.__table__)
 files = cast(Table, File.__table__)
 metadata_entries = cast(Table, MetadataEntry.__table__)
 tracklists = cast(Table, Tracklist.__table__)
+tracklist_sources = cast(Table, TracklistSource.__table__)
+tracklist_entries = cast(Table, TracklistEntryRow.__table__)
+recording_words = cast(Table, RecordingWord.__table__)
 analyses = cast(Table, Analysis.__table__)
 graph_outbox = cast(Table, GraphOutbox.__table__)

@@ -16,7 +16,10 @@ through ``self.engine`` (declared by ``base.StoreBase``):
 - ``tagstate``: tag write-back: which files' tags are in line with their analysis, and why not;
 - ``outbox``: the graph outbox and what the graph shows of each recording;
 - ``reports``: status, queue depth, duplicates, ``show``, and purging long-missing files;
-- ``plans``: organise plans, their journal, and the inbox queue (``Catalog.organise_queue``).
+- ``plans``: organise plans, their journal, and the inbox queue (``Catalog.organise_queue``);
+- ``sources`` and ``tracklists``: the sheets and lists tracklists are read from (the tracklist
+  queue, ``Catalog.tracklist_queue``), tracklist versions, entries and matches (``wordindex``:
+  the search words matching looks candidates up by; ``tracklistvalues``: their dataclasses).
 
 Shared by them: ``values`` (the dataclasses callers see), ``base`` (the base class and statement
 helpers) and ``upkeep`` (writes inside a transaction that keep a recording's rows consistent).
@@ -41,7 +44,9 @@ from tracktiond.catalog.outbox import GraphOutboxMixin
 from tracktiond.catalog.plans import OrganiseMixin
 from tracktiond.catalog.reports import ReportsMixin
 from tracktiond.catalog.results import ResultsMixin
+from tracktiond.catalog.sources import SourcesMixin
 from tracktiond.catalog.tagstate import TagStateMixin
+from tracktiond.catalog.tracklists import TracklistsMixin
 from tracktiond.catalog.values import (
     AnalysisJob,
     CatalogStatus,
@@ -56,7 +61,13 @@ from tracktiond.catalog.values import (
     TagJob,
     to_int64,
 )
-from tracktiond.catalog.work import AnalysisQueue, IngestQueue, OrganiseQueue, TagQueue
+from tracktiond.catalog.work import (
+    AnalysisQueue,
+    IngestQueue,
+    OrganiseQueue,
+    TagQueue,
+    TracklistQueue,
+)
 
 __all__ = [
     "IN_CHUNK",
@@ -84,6 +95,8 @@ class Catalog(
     GraphOutboxMixin,
     ReportsMixin,
     OrganiseMixin,
+    SourcesMixin,
+    TracklistsMixin,
 ):
     """The catalog database. Open with ``await Catalog.open(url)``; close with ``close()``."""
 
@@ -95,11 +108,13 @@ class Catalog(
         self.analysis_queue = AnalysisQueue(engine)
         self.tag_queue = TagQueue(engine)
         self.organise_queue = OrganiseQueue(engine)
+        self.tracklist_queue = TracklistQueue(engine)
         self.queues: tuple[LeaseQueue[Any, Any], ...] = (
             self.ingest_queue,
             self.analysis_queue,
             self.tag_queue,
             self.organise_queue,
+            self.tracklist_queue,
         )
 
     @classmethod

@@ -1,7 +1,8 @@
 """Writes that run inside a caller's transaction and keep a recording's rows consistent.
 
 A recording's primary path stays on a present file, a recording no file refers to is dropped,
-its metadata and cue-sheet tracklist follow the file last read, its audio has an analysis row
+its metadata, search words and embedded cue sheet follow the file last read, its audio has an
+analysis row
 (finished results copied over), and every change queues it for the graph in the same
 transaction (DESIGN invariant 6)."""
 
@@ -25,9 +26,10 @@ from tracktiond.catalog.models import (
     graph_outbox,
     metadata_entries,
     recordings,
-    tracklists,
     utcnow,
 )
+from tracktiond.catalog.sources import note_embedded_sheet
+from tracktiond.catalog.wordindex import replace_words
 
 if TYPE_CHECKING:  # the catalog stores what media found, without importing its readers
     from tracktiond.media.probe import IngestResult
@@ -41,7 +43,8 @@ def _duration(res: IngestResult) -> float | None:
 
 
 async def _replace_metadata(conn: AsyncConnection, rec_id: uuid.UUID, res: IngestResult) -> None:
-    await _replace_tracklist(conn, rec_id, res)
+    await note_embedded_sheet(conn, rec_id, res.embedded_cue)
+    await replace_words(conn, rec_id, res.tags)
     await conn.execute(
         delete(metadata_entries).where(
             metadata_entries.c.recording_id == rec_id,
@@ -57,24 +60,6 @@ async def _replace_metadata(conn: AsyncConnection, rec_id: uuid.UUID, res: Inges
     ]
     if rows:
         await conn.execute(insert(metadata_entries), rows)
-
-
-async def _replace_tracklist(conn: AsyncConnection, rec_id: uuid.UUID, res: IngestResult) -> None:
-    """The recording's cue-sheet tracklist, as found next to the file just read."""
-    await conn.execute(
-        delete(tracklists).where(tracklists.c.recording_id == rec_id, tracklists.c.source == "cue")
-    )
-    if res.tracks:
-        await conn.execute(
-            insert(tracklists).values(
-                id=uuid.uuid4(),
-                recording_id=rec_id,
-                source="cue",
-                cue_file_path=res.cue_path,
-                tracks=res.tracks,
-                created_at=utcnow(),
-            )
-        )
 
 
 async def _point_recording_at(

@@ -10,6 +10,9 @@
   the ingest lease of a file and its tag lease never extend each other).
 - ``OrganiseQueue``: files that arrived in an inbox root, cataloged (and analysed, when the
   naming patterns use analysis fields), not yet moved into the library (``organise_queue``).
+- ``TracklistQueue``: tracklist sources (``tracklist_sources``): new or changed sheets and lists,
+  gone ones (to retire their tracklists), and ones waiting for their audio once a file in their
+  directory was cataloged after they were last looked at.
 
 A new stage adds its queue here: its table and lease columns, what is due, and what a job is."""
 
@@ -25,8 +28,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tracktiond.catalog.base import _under
 from tracktiond.catalog.leases import LeaseQueue
-from tracktiond.catalog.models import AnalysisState, FileState, analyses, files, recordings
+from tracktiond.catalog.models import (
+    AnalysisState,
+    FileState,
+    TracklistSourceState,
+    analyses,
+    files,
+    recordings,
+    tracklist_sources,
+)
 from tracktiond.catalog.plans import InboxClaim, InboxJob, organise_queue
+from tracktiond.catalog.tracklistvalues import SourceJob
 from tracktiond.catalog.values import AnalysisJob, Job, TagJob
 
 
@@ -234,4 +246,70 @@ class OrganiseQueue(LeaseQueue[InboxClaim, InboxJob]):
         )
         return sorted(
             (InboxJob(r.id, r.path, attempts[r.id]) for r in found), key=lambda j: j.file_id
+        )
+
+
+class TracklistQueue(LeaseQueue[None, SourceJob]):
+    """Tracklist sources to read (or retire); no claim context."""
+
+    name = "tracklists"
+    table = tracklist_sources
+    key = tracklist_sources.c.id
+    owner = tracklist_sources.c.lease_owner
+    expires = tracklist_sources.c.lease_expires
+    not_before = tracklist_sources.c.not_before
+    attempts = tracklist_sources.c.attempts
+
+    def due(self, context: None) -> Select[Any]:
+        t = tracklist_sources
+        state = TracklistSourceState
+        # A sheet whose audio was not cataloged yet looks again once a file of its directory
+        # was cataloged since: no polling, and no re-read of sheets that wait for nothing new.
+        woken = and_(
+            t.c.state == state.WAITING.value,
+            exists(
+                select(files.c.id).where(
+                    files.c.dir == t.c.dir,
+                    files.c.state == FileState.CATALOGED.value,
+                    or_(t.c.checked_at.is_(None), files.c.updated_at > t.c.checked_at),
+                )
+            ),
+        )
+        return (
+            select(t.c.id)
+            .where(or_(t.c.state.in_((state.PENDING.value, state.GONE.value)), woken))
+            .order_by(t.c.id)
+        )
+
+    def returning(self) -> Sequence[Column[Any]]:
+        t = tracklist_sources
+        return (
+            t.c.id,
+            t.c.path,
+            t.c.kind,
+            t.c.state,
+            t.c.recording_id,
+            t.c.embedded_text,
+            t.c.encoding_override,
+            t.c.attempts,
+        )
+
+    async def jobs(
+        self, conn: AsyncConnection, rows: Sequence[Row[Any]], context: None
+    ) -> list[SourceJob]:
+        return sorted(
+            (
+                SourceJob(
+                    r.id,
+                    r.path,
+                    r.kind,
+                    r.state,
+                    r.recording_id,
+                    r.embedded_text,
+                    r.encoding_override,
+                    r.attempts,
+                )
+                for r in rows
+            ),
+            key=lambda j: j.id,
         )

@@ -4,7 +4,8 @@ Modules, in the order a command goes through them: ``common`` (exit codes, share
 `handled`), then one module per command family, each registered below with ``add_command``:
 ``commands`` (check-config, db, scan, run, show), ``status`` (status, duplicates),
 ``analysis`` (analyze, tag), ``graph`` (graph rebuild and queries), ``organise`` (organise,
-organise undo, organise plans); ``progress`` draws the bars.
+organise undo, organise plans), ``tracklist`` (tracklist import, show, cue, export);
+``progress`` draws the bars.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import click
 
 from tracktiond import __version__
-from tracktiond.cli import analysis, commands, graph, organise, status
+from tracktiond.cli import analysis, commands, graph, organise, status, tracklist
 from tracktiond.startup import restore_default_signals
 
 
@@ -39,6 +40,7 @@ for command in (
     analysis.tag,
     graph.graph,
     organise.organise,
+    tracklist.tracklist,
 ):
     main.add_command(command)
 

@@ -8,7 +8,12 @@ The modules, in the order a file goes through them when it is cataloged:
 - ``audiohash``: the audio stream's own identity (tags excluded), computed during that read;
 - ``integrity``: whether a file is complete (truncated, still arriving, header durations that lie);
 - ``tags``: reading tags and stream properties (mutagen), and the one table of tag fields;
-- ``cuesheet``: a sibling ``.cue`` sheet's tracks;
+- ``sidecar``: which files next to audio may hold its tracklist (``.cue``, ``.txt``);
+- ``textcodec``: the bytes of a sheet or list as text (BOM, UTF-8, a legacy code page, a guess);
+- ``cuesheet``: the lossless cue-sheet model, its tolerant reader and its writer;
+  ``cuecheck``: a sheet checked against itself and its audio's duration;
+  ``embeddedcue``: a sheet embedded in an audio file (a CUESHEET tag or FLAC block);
+- ``names``: artist and title normalised for matching, and their search words;
 - ``keys``: the musical ``Key`` value object (any notation in; standard, Camelot, Open Key out);
 - ``probe``: all of the above for one file: ``ingest_file`` gives an ``IngestResult``.
 """

@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from tracktiond.errors import BadInput, FileStillArriving
 from tracktiond.media.audiohash import audio_hasher
-from tracktiond.media.cuesheet import parse_cue, sibling_cue
+from tracktiond.media.embeddedcue import embedded_cue_text
 from tracktiond.media.formats import AudioFormat, extension, sniff
 from tracktiond.media.hashing import AudioHasher, FileDigest, digest_file
 from tracktiond.media.integrity import check_complete
@@ -30,9 +29,10 @@ class IngestResult:
     # Identity of the audio stream alone (tags excluded): "a:" + xxh3-128 of the audio payload,
     # or "f:" + the whole-file xxh3-128 for formats whose payload is not located.
     audio_hash: str = ""
-    # A cue sheet next to the file (DJ sets, live recordings): its path and its tracks.
-    cue_path: str | None = None
-    tracks: list[dict[str, Any]] | None = None
+    # The text of a cue sheet embedded in the file (DJ sets, live recordings, whole-album
+    # rips); read into a tracklist by the tracklist stage. Sheets next to the file are found by
+    # the walk, not here.
+    embedded_cue: str | None = None
 
 
 def check_name(path: str) -> None:
@@ -68,16 +68,13 @@ def ingest_file(path: str) -> IngestResult:
         stream["extension_mismatch"] = f".{ext} file contains {fmt.value}"
     audio = digest.audio_xxh128
     audio_hash = f"a:{audio}" if audio else f"f:{digest.xxh128}"
-    cue = sibling_cue(path)
-    tracks = parse_cue(cue) if cue else None
     return IngestResult(
         digest=digest,
         format=fmt,
         tags=tags,
         stream=stream,
         audio_hash=audio_hash,
-        cue_path=cue if tracks else None,
-        tracks=tracks,
+        embedded_cue=embedded_cue_text(path, fmt),
     )
 
 

@@ -13,6 +13,8 @@ The modules, in the order data goes through them:
 - ``ingest``: the first stage: hash, identify and read each pending file;
 - ``analyse``: analysis of each audio stream in crash-isolated worker processes;
 - ``tagging``: tag write-back of analysis results (opt-in);
+- ``tracklisting``: the tracklist stage: sheets and lists next to audio (and embedded sheets)
+  read into versioned tracklists matched to the library;
 - ``scan``: the one-shot ``tracktiond scan``: a reconcile walk and the ingest stage together.
 
 A new stage is one module here (a ``Stage`` subclass) and one queue in ``catalog.work``; see

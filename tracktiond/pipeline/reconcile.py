@@ -30,7 +30,8 @@ from tracktiond.catalog.store import (
     Outcome,
     to_int64,
 )
-from tracktiond.pipeline.walk import DirBatch, Walker, WalkFailure, observe_file
+from tracktiond.media.sidecar import sidecar_kind
+from tracktiond.pipeline.walk import DirBatch, Walker, WalkFailure, observe_file, observe_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +119,14 @@ class Reconciler:
         progress: ScanProgress | None = None,
         on_queued: Callable[[int], None] | None = None,
         summary: ScanSummary | None = None,
+        on_sidecars: Callable[[int], None] | None = None,
     ) -> None:
         self.catalog = catalog
         self.follow_symlinks = follow_symlinks
         self.progress: ScanProgress = progress or _NoProgress()
         self.on_queued = on_queued
         self.summary = summary or ScanSummary()
+        self.on_sidecars = on_sidecars  # tracklist sources became due (wakes their stage)
 
     async def reconcile(self, paths: Sequence[str]) -> None:
         """Reconcile each path: a directory recursively, a file on its own, a vanished path by
@@ -132,6 +135,8 @@ class Reconciler:
             kind = await anyio.to_thread.run_sync(_path_kind, root)
             if kind == "dir":
                 await self._reconcile_dir(root)
+            elif kind == "file" and sidecar_kind(root) is not None:
+                await self._reconcile_sidecar(root)
             elif kind == "file":
                 await self._reconcile_file(root)
             else:
@@ -174,10 +179,25 @@ class Reconciler:
         if gone:
             vanished = await self.catalog.files_in_dirs(gone)
             await self._settle_missing(vanished)
+            self._sidecars_due(await self.catalog.sidecars_vanished(gone))
 
     async def _vanished(self, path: str) -> None:
         gone = await self.catalog.files_under(path)
         await self._settle_missing(gone)
+        self._sidecars_due(await self.catalog.sidecars_vanished([path]))
+
+    async def _reconcile_sidecar(self, path: str) -> None:
+        kind = sidecar_kind(path)
+        assert kind is not None
+        seen = await anyio.to_thread.run_sync(observe_sidecar, path, kind)
+        if seen is None:
+            self._sidecars_due(await self.catalog.sidecars_vanished([path]))
+        else:
+            self._sidecars_due(await self.catalog.sync_sidecars([], [seen]))
+
+    def _sidecars_due(self, count: int) -> None:
+        if count and self.on_sidecars is not None:
+            self.on_sidecars(count)
 
     async def _reconcile_file(self, path: str) -> None:
         seen = await anyio.to_thread.run_sync(observe_file, path)
@@ -194,6 +214,8 @@ class Reconciler:
     ) -> None:
         if known is None:
             known = await self.catalog.known_in_dirs(batch.dirs)
+        if batch.dirs or batch.sidecars:
+            self._sidecars_due(await self.catalog.sync_sidecars(batch.dirs, batch.sidecars))
         self.summary.files_seen += len(batch.files)
         self.progress.discovered(len(batch.files))
         new: list[Observed] = []

@@ -13,9 +13,11 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from tracktiond.catalog.sources import SidecarSeen
 from tracktiond.catalog.store import Observed
 from tracktiond.media.formats import is_candidate
 from tracktiond.media.probe import display_path
+from tracktiond.media.sidecar import sidecar_kind
 
 BATCH_FILES = 2000
 BATCH_DIRS = 256
@@ -36,6 +38,8 @@ class DirBatch:
     dirs: list[str] = field(default_factory=list)  # directories completely listed in this batch
     files: list[Observed] = field(default_factory=list)
     failures: list[WalkFailure] = field(default_factory=list)
+    # Cue sheets and pasted lists: not cataloged as files, but tracklist sources.
+    sidecars: list[SidecarSeen] = field(default_factory=list)
 
 
 class Walker:
@@ -94,6 +98,11 @@ class Walker:
                         subdirs.append(entry.path)
                     continue
                 if not is_candidate(name):
+                    kind = sidecar_kind(name)
+                    if kind is not None:
+                        seen = observe_sidecar(entry.path, kind)
+                        if seen is not None:
+                            batch.sidecars.append(seen)
                     continue
                 observed = self._observe(entry, directory, batch)
                 if observed is not None:
@@ -139,6 +148,19 @@ class Walker:
             inode=st.st_ino,
             device=st.st_dev,
         )
+
+
+def observe_sidecar(path: str, kind: str) -> SidecarSeen | None:
+    """A sheet or list's stat (None: gone, unreadable, not a regular file or not UTF-8 named:
+    the tracklist stage has nothing to read there)."""
+    try:
+        path.encode("utf-8")
+        st = os.stat(path)
+    except (OSError, UnicodeEncodeError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return SidecarSeen(path, os.path.dirname(path), kind, st.st_size, st.st_mtime_ns)
 
 
 def observe_file(path: str) -> Observed | WalkFailure | None:

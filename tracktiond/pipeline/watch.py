@@ -39,9 +39,10 @@ NETWORK_FILESYSTEMS = frozenset(
 )  # fmt: skip
 
 # Files that sit next to music but are never audio: their events are dropped at the source.
+# Cue sheets and .txt tracklists are not among them: they are tracklist sources.
 NON_AUDIO_EXTENSIONS = frozenset(
     {
-        "jpg", "jpeg", "png", "gif", "bmp", "webp", "txt", "nfo", "log", "cue", "m3u", "m3u8",
+        "jpg", "jpeg", "png", "gif", "bmp", "webp", "nfo", "log", "m3u", "m3u8",
         "pls", "pdf", "db", "ini", "json", "xml", "sfv", "md5", "accurip", "lrc", "url", "tmp",
         "part", "crdownload", "partial", "download", "swp", "bak",
     }

@@ -1,9 +1,10 @@
 """The daemon's stages: one loop per stage on one heartbeat, woken along the data flow.
 
 Ingest always runs; analysis when ``[analysis] enabled``; tag write-back when ``[tagging] write``
-(started and stopped by a reload). A finished job wakes the stage after it — a new or changed
-file wakes analysis, a finished analysis wakes tag write-back — and every event goes on to the
-daemon's bookkeeping.
+and the tracklist stage when ``[tracklists] enabled`` (each started and stopped by a reload). A
+finished job wakes the stages after it — a new or changed file wakes analysis and the tracklist
+stage, a finished analysis wakes tag write-back — and every event goes on to the daemon's
+bookkeeping.
 """
 
 from __future__ import annotations
@@ -24,15 +25,29 @@ from tracktiond.pipeline.stage import Heartbeat, StageEvent, StageLoop
 
 if TYPE_CHECKING:
     from tracktiond.pipeline.analyse import AnalysisStage
+    from tracktiond.pipeline.inbox import InboxStage
     from tracktiond.pipeline.tagging import TaggingStage
+    from tracktiond.pipeline.tracklisting import TracklistStage
 
 log = logging.getLogger("tracktiond.service.daemon")
 
+# A file cataloged (or analysed) may be an inbox file the organise stage moves into the library.
+_ORGANISE_WAKES = {
+    ("ingest", "new"),
+    ("ingest", "changed"),
+    ("ingest", "moved"),
+    ("ingest", "duplicate"),
+    ("analysis", "done"),
+    ("analysis", "failed"),
+}
+
 # A finished job with one of these outcomes means work for the next stage.
-_WAKES = {
-    ("ingest", "new"): "analysis",
-    ("ingest", "changed"): "analysis",
-    ("analysis", "done"): "tags",
+_WAKES: dict[tuple[str, str], tuple[str, ...]] = {
+    # A cataloged file may be the audio a waiting sheet or list names, or hold a sheet itself.
+    ("ingest", "new"): ("analysis", "tracklists"),
+    ("ingest", "changed"): ("analysis", "tracklists"),
+    ("ingest", "moved"): ("tracklists",),
+    ("analysis", "done"): ("tags",),
 }
 
 
@@ -60,6 +75,8 @@ class Stages:
         self.ingest: IngestStage | None = None
         self.analysis: AnalysisStage | None = None
         self.tagging: TaggingStage | None = None
+        self.inbox: InboxStage | None = None
+        self.tracklists: TracklistStage | None = None
         self._done: dict[str, anyio.Event] = {}
         self._tg: TaskGroup | None = None
 
@@ -84,6 +101,10 @@ class Stages:
                 )
             if self.config.tagging.write:
                 self._start_tagging()
+            if self.config.organise.auto:
+                self._start_inbox()
+            if self.config.tracklists.enabled:
+                self._start_tracklists()
             task_status.started()
 
     def _start(
@@ -110,6 +131,15 @@ class Stages:
 
         self._tg.start_soon(run)
 
+    def _start_inbox(self) -> None:
+        from tracktiond.organise.settings import settings_from_config
+        from tracktiond.pipeline.inbox import InboxStage
+
+        self.inbox = InboxStage(self.catalog, settings_from_config(self.config))
+        # One move at a time: a directory's cover art goes with the last file to leave it.
+        self._start(self.inbox, concurrency=1, max_in_flight=4)
+        log.info("organising new files from %s", ", ".join(self.inbox.settings.inboxes))
+
     def _start_tagging(self) -> None:
         from tracktiond.pipeline.tagging import TaggingStage
 
@@ -117,9 +147,17 @@ class Stages:
         self._start(self.tagging, concurrency=2, max_in_flight=2)
         log.info("tag write-back enabled")
 
+    def _start_tracklists(self) -> None:
+        from tracktiond.pipeline.tracklisting import TracklistStage
+
+        self.tracklists = TracklistStage(self.catalog, self.config.tracklists)
+        # Reading a sheet is a thread's work of a few milliseconds; two at once keep up.
+        self._start(self.tracklists, concurrency=2, max_in_flight=8, write_batch=8)
+
     def _handle(self, event: StageEvent) -> None:
-        downstream = _WAKES.get((event.stage, event.outcome))
-        if downstream is not None:
+        if self.inbox is not None and (event.stage, event.outcome) in _ORGANISE_WAKES:
+            self.wake("organise")
+        for downstream in _WAKES.get((event.stage, event.outcome), ()):
             self.wake(downstream)
         self.on_event(event)
 
@@ -162,3 +200,21 @@ class Stages:
             self.wake("tags")
         elif new.tagging.write and not old.tagging.write:
             self._start_tagging()
+        if self.tracklists is not None and not new.tracklists.enabled:
+            self.loops.pop("tracklists").stop_claiming()
+            self.tracklists = None
+        elif self.tracklists is not None:
+            self.tracklists.reconfigure(new.tracklists)
+        elif new.tracklists.enabled and not old.tracklists.enabled:
+            self._start_tracklists()
+        if self.inbox is not None and not new.organise.auto:
+            self.loops.pop("organise").stop_claiming()
+            self.inbox = None
+            log.info("organising of inbox files disabled")
+        elif self.inbox is not None:
+            from tracktiond.organise.settings import settings_from_config
+
+            self.inbox.reconfigure(settings_from_config(new))
+            self.wake("organise")
+        elif new.organise.auto and not old.organise.auto:
+            self._start_inbox()
