@@ -15,6 +15,7 @@ Driver errors are translated here, once (``database``): callers see ``CatalogUna
   ``tracklists``: tracklist versions, entries and matches (``tracklistvalues``: their
   dataclasses); ``wordindex``: each recording's search words, which matching looks up;
 - ``outbox``: the graph outbox; ``reports``: status, queue depth, duplicates, ``show``;
+- ``plans``: organise plans, their journal of steps, and the inbox queue;
 - ``values``: the dataclasses callers hand in and get back; ``base``: statement helpers;
 - ``store``: ``Catalog``, the one object callers hold.
 """

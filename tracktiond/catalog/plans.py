@@ -646,6 +646,18 @@ class OrganiseMixin(StoreBase):
             ~exists(queued),
         )
         async with self.engine.begin() as conn:
+            # A file skipped (a field without a value) or put back by an undo is tried again
+            # once it changed: re-read after a tag edit, its row was updated.
+            changed = select(files.c.id).where(
+                files.c.id == organise_queue.c.file_id,
+                files.c.updated_at > organise_queue.c.updated_at,
+                files.c.state == FileState.CATALOGED.value,
+            )
+            await conn.execute(
+                update(organise_queue)
+                .where(organise_queue.c.state.in_(("skipped", "undone")), exists(changed))
+                .values(state="pending", attempts=0, updated_at=now)
+            )
             ids = [r[0] for r in await conn.execute(candidates)]
             for chunk in _chunks(ids, 500):
                 await conn.execute(

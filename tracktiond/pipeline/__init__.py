@@ -13,6 +13,7 @@ The modules, in the order data goes through them:
 - ``ingest``: the first stage: hash, identify and read each pending file;
 - ``analyse``: analysis of each audio stream in crash-isolated worker processes;
 - ``tagging``: tag write-back of analysis results (opt-in);
+- ``inbox``: the inbox flow: new files in inbox roots moved into the library (opt-in);
 - ``tracklisting``: the tracklist stage: sheets and lists next to audio (and embedded sheets)
   read into versioned tracklists matched to the library;
 - ``scan``: the one-shot ``tracktiond scan``: a reconcile walk and the ingest stage together.

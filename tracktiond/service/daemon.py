@@ -136,6 +136,7 @@ class Daemon:
         released = await self.health.call(self.catalog.release_dead_local_leases)
         if released:
             log.info("released %d leases left by an earlier run on this host", released)
+        await self._finish_organise_plans()
         self.books.catalog = self.roots.catalog = self.catalog
         await self.books.refresh()
         self.stages = Stages(
@@ -163,6 +164,18 @@ class Daemon:
         await self._tg.start(self.roots.run)
         self._tg.start_soon(self._first_reconcile)
         self._tg.start_soon(self._watch_config_file)
+
+    async def _finish_organise_plans(self) -> None:
+        # A plan whose applier died (kill -9, power loss: this daemon's inbox flow or an
+        # `organise` command) is settled from the disk and finished before any new move.
+        from tracktiond.organise.journal import Journal, recover
+        from tracktiond.organise.settings import settings_from_config
+
+        assert self.catalog is not None
+        settings = settings_from_config(self.config)
+        journal = Journal(frozenset(settings.protected_dirs), settings.journal_batch)
+        for info in await self.health.call(partial(recover, self.catalog, self.owner, journal)):
+            log.info("finished organise plan %d, interrupted earlier: %s", info.id, info.state)
 
     async def _first_reconcile(self) -> None:
         self.lifecycle.advance(RunState.RECONCILING)
@@ -350,6 +363,7 @@ class Daemon:
         self.notifier.reloading()
         try:
             new = await anyio.to_thread.run_sync(load_config, self.config_path)
+            check_organise(new)
         except ConfigError as exc:
             log.error(
                 "configuration reload (%s) rejected, keeping the running one: %s", trigger, exc
@@ -406,7 +420,15 @@ class Daemon:
             log.warning("not watching %s for edits (%s); send SIGHUP to reload", path, exc)
 
 
+def check_organise(config: Config) -> None:
+    """The [organise] patterns compile (ConfigError naming the key and column otherwise)."""
+    from tracktiond.organise.settings import settings_from_config
+
+    settings_from_config(config)
+
+
 def run_daemon(config: Config) -> int:
+    check_organise(config)
     daemon = Daemon(config)
     result: int = anyio.run(daemon.run)
     return result

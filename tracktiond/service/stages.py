@@ -26,10 +26,21 @@ from tracktiond.pipeline.stage import Heartbeat, StageEvent, StageLoop
 if TYPE_CHECKING:
     from tracktiond.pipeline.analyse import AnalysisStage
     from tracktiond.pipeline.inbox import InboxStage
+    from tracktiond.pipeline.inbox import InboxStage
     from tracktiond.pipeline.tagging import TaggingStage
     from tracktiond.pipeline.tracklisting import TracklistStage
 
 log = logging.getLogger("tracktiond.service.daemon")
+
+# A file cataloged (or analysed) may be an inbox file the organise stage moves into the library.
+_ORGANISE_WAKES = {
+    ("ingest", "new"),
+    ("ingest", "changed"),
+    ("ingest", "moved"),
+    ("ingest", "duplicate"),
+    ("analysis", "done"),
+    ("analysis", "failed"),
+}
 
 # A file cataloged (or analysed) may be an inbox file the organise stage moves into the library.
 _ORGANISE_WAKES = {
@@ -76,6 +87,7 @@ class Stages:
         self.analysis: AnalysisStage | None = None
         self.tagging: TaggingStage | None = None
         self.inbox: InboxStage | None = None
+        self.inbox: InboxStage | None = None
         self.tracklists: TracklistStage | None = None
         self._done: dict[str, anyio.Event] = {}
         self._tg: TaskGroup | None = None
@@ -101,6 +113,8 @@ class Stages:
                 )
             if self.config.tagging.write:
                 self._start_tagging()
+            if self.config.organise.auto:
+                self._start_inbox()
             if self.config.organise.auto:
                 self._start_inbox()
             if self.config.tracklists.enabled:
@@ -140,6 +154,15 @@ class Stages:
         self._start(self.inbox, concurrency=1, max_in_flight=4)
         log.info("organising new files from %s", ", ".join(self.inbox.settings.inboxes))
 
+    def _start_inbox(self) -> None:
+        from tracktiond.organise.settings import settings_from_config
+        from tracktiond.pipeline.inbox import InboxStage
+
+        self.inbox = InboxStage(self.catalog, settings_from_config(self.config))
+        # One move at a time: a directory's cover art goes with the last file to leave it.
+        self._start(self.inbox, concurrency=1, max_in_flight=4)
+        log.info("organising new files from %s", ", ".join(self.inbox.settings.inboxes))
+
     def _start_tagging(self) -> None:
         from tracktiond.pipeline.tagging import TaggingStage
 
@@ -155,6 +178,8 @@ class Stages:
         self._start(self.tracklists, concurrency=2, max_in_flight=8, write_batch=8)
 
     def _handle(self, event: StageEvent) -> None:
+        if self.inbox is not None and (event.stage, event.outcome) in _ORGANISE_WAKES:
+            self.wake("organise")
         if self.inbox is not None and (event.stage, event.outcome) in _ORGANISE_WAKES:
             self.wake("organise")
         for downstream in _WAKES.get((event.stage, event.outcome), ()):
@@ -207,6 +232,17 @@ class Stages:
             self.tracklists.reconfigure(new.tracklists)
         elif new.tracklists.enabled and not old.tracklists.enabled:
             self._start_tracklists()
+        if self.inbox is not None and not new.organise.auto:
+            self.loops.pop("organise").stop_claiming()
+            self.inbox = None
+            log.info("organising of inbox files disabled")
+        elif self.inbox is not None:
+            from tracktiond.organise.settings import settings_from_config
+
+            self.inbox.reconfigure(settings_from_config(new))
+            self.wake("organise")
+        elif new.organise.auto and not old.organise.auto:
+            self._start_inbox()
         if self.inbox is not None and not new.organise.auto:
             self.loops.pop("organise").stop_claiming()
             self.inbox = None
