@@ -5,14 +5,14 @@ daemon's own moves keep their recordings and do not trigger anything."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
 
-from tests.acceptance.test_daemon import (  # noqa: F401 (daemons is a fixture)
+from tests.acceptance.test_daemon import (
     Daemons,
-    daemons,
     daemon_env,
     free_port,
     wait_jobs,
@@ -46,6 +46,15 @@ pattern = "{{artist}}/{{album}}/{{track:02}} {{title}}"
 """
     )
     return path
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[Daemons]:
+    pool = Daemons(tmp_path)
+    try:
+        yield pool
+    finally:
+        pool.kill_all()
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
