@@ -35,10 +35,12 @@ import numpy as np
 from av.audio.stream import AudioStream
 
 __all__ = [
+    "CODEC_EXTENSIONS",
     "KEYS",
     "KITS",
     "PITCH_CLASSES",
     "TIMBRES",
+    "TRAP_KITS",
     "Signal",
     "bs1770_loudness",
     "chord_progression",
@@ -63,6 +65,9 @@ KEYS: tuple[tuple[str, str], ...] = tuple(
     (tonic, mode) for mode in ("major", "minor") for tonic in PITCH_CLASSES
 )
 KITS: tuple[str, ...] = ("house", "breakbeat", "hiphop")
+# Patterns that trap metrical-level choice (issue 15): hats on the off-beats only, a half-time
+# backbeat, a triplet shuffle, a waltz. Apart from KITS, so the established sets keep their size.
+TRAP_KITS: tuple[str, ...] = ("offbeat", "halftime", "shuffle", "waltz")
 TIMBRES: tuple[str, ...] = ("saw", "piano", "organ")
 
 
@@ -82,11 +87,13 @@ class _Kit:
     snare_decay_s: float
     clap: bool  # a clap (three quick noise bursts) instead of a snare
     hat_decay_s: float
-    # step -> velocity, over 16 steps (one 4/4 bar of 16th notes)
+    # step -> velocity, over one bar of beats_per_bar x steps_per_beat steps (16 16th notes in 4/4)
     kick: dict[int, float]
     snare: dict[int, float]
     hat: dict[int, float]
     open_hat: dict[int, float]
+    beats_per_bar: int = 4
+    steps_per_beat: int = 4  # 3: the grid is triplet eighths (a shuffle)
 
 
 _KITS: dict[str, _Kit] = {
@@ -131,6 +138,67 @@ _KITS: dict[str, _Kit] = {
         snare={4: 0.95, 12: 0.95},
         hat={s: 0.3 if s % 2 == 0 else 0.15 for s in range(16)},
         open_hat={},
+    ),
+    # A kick on every beat and an open hat on every off-beat, nothing else: the hats recur twice
+    # per beat, which pulls trackers to double time (87 BPM read as 174).
+    "offbeat": _Kit(
+        kick_start_hz=130.0,
+        kick_end_hz=50.0,
+        kick_decay_s=0.25,
+        snare_tone_hz=0.0,
+        snare_decay_s=0.12,
+        clap=True,
+        hat_decay_s=0.03,
+        kick={0: 1.0, 4: 1.0, 8: 1.0, 12: 1.0},
+        snare={},
+        hat={},
+        open_hat={2: 0.6, 6: 0.6, 10: 0.6, 14: 0.6},
+    ),
+    # Half-time (dubstep, trap): kick on 1, snare on 3, hats on every beat with ghost eighths.
+    # The tempo is the hats' quarter-note rate, as DJs count it; kick and snare alone say half.
+    "halftime": _Kit(
+        kick_start_hz=100.0,
+        kick_end_hz=45.0,
+        kick_decay_s=0.35,
+        snare_tone_hz=200.0,
+        snare_decay_s=0.14,
+        clap=False,
+        hat_decay_s=0.03,
+        kick={0: 1.0, 14: 0.5},
+        snare={8: 1.0},
+        hat={s: 0.4 if s % 4 == 0 else 0.15 for s in range(0, 16, 2)},
+        open_hat={},
+    ),
+    # 12/8 shuffle: kick on 1 and 3, snare on 2 and 4, hats on every triplet eighth (three per
+    # beat), so a 3/2 reading is always on offer.
+    "shuffle": _Kit(
+        kick_start_hz=110.0,
+        kick_end_hz=52.0,
+        kick_decay_s=0.2,
+        snare_tone_hz=210.0,
+        snare_decay_s=0.12,
+        clap=False,
+        hat_decay_s=0.04,
+        kick={0: 1.0, 6: 0.9, 11: 0.4},
+        snare={3: 1.0, 9: 1.0},
+        hat={s: 0.35 if s % 3 == 0 else 0.2 for s in range(12)},
+        open_hat={},
+        steps_per_beat=3,
+    ),
+    # 3/4: kick on 1, snare on 2 and 3, hats on the eighths.
+    "waltz": _Kit(
+        kick_start_hz=120.0,
+        kick_end_hz=55.0,
+        kick_decay_s=0.22,
+        snare_tone_hz=220.0,
+        snare_decay_s=0.1,
+        clap=False,
+        hat_decay_s=0.03,
+        kick={0: 1.0},
+        snare={4: 0.6, 8: 0.6},
+        hat={s: 0.25 for s in range(0, 12, 2)},
+        open_hat={},
+        beats_per_bar=3,
     ),
 }
 
@@ -200,11 +268,11 @@ def _render_bars(
         beat_len = beat_times[beat_index + 1] - t0
         for lane, steps in lanes.items():
             for step, velocity in steps.items():
-                if step // 4 != beat_index % 4:
+                if step // kit.steps_per_beat != beat_index % kit.beats_per_bar:
                     continue
-                sub = step % 4
-                pos = sub / 4
-                if sub % 2 == 1:
+                sub = step % kit.steps_per_beat
+                pos = sub / kit.steps_per_beat
+                if kit.steps_per_beat == 4 and sub % 2 == 1:
                     # Swing delays the off-beat 16ths towards the triplet position.
                     pos += swing * 0.25
                 at = t0 + pos * beat_len + rng.normal(0.0, jitter_s)
@@ -241,7 +309,7 @@ def drum_pattern(
     relative to the normalised drums.
     """
     if kit not in _KITS:
-        raise ValueError(f"unknown kit {kit!r}; known: {KITS}")
+        raise ValueError(f"unknown kit {kit!r}; known: {KITS + TRAP_KITS}")
     rng = np.random.default_rng(seed)
     total = round(seconds * RATE)
     beats = np.arange(0.0, seconds + 60.0 / bpm, 60.0 / bpm)
@@ -284,8 +352,9 @@ def drifting_drums(
 # ---------------------------------------------------------------------------------------------
 
 
-def _midi_hz(note: float) -> float:
-    return 440.0 * 2 ** ((note - 69) / 12)
+def _midi_hz(note: float, cents: float = 0.0) -> float:
+    """Equal temperament on A4 = 440 Hz, moved by ``cents`` (a band tuned to 432 Hz: -31.8)."""
+    return 440.0 * 2 ** ((note - 69 + cents / 100) / 12)
 
 
 def _wavetable(hz: float, t: _F64, partials: Iterable[tuple[int, float]], phase: float) -> _F64:
@@ -316,7 +385,7 @@ def _tone(hz: float, seconds: float, timbre: str) -> _F64:
             partials = [(k, 1 / k) for k in range(1, int(10_000 / f0) + 1)]
             out += _wavetable(f0, t, partials, phase)
         env = np.minimum(1.0, t / 0.06) * np.minimum(1.0, (seconds - t) / 0.08).clip(0.0)
-        return out * env * 0.5
+        return np.asarray(out * env * 0.5, dtype=np.float64)
     if timbre == "piano":
         # Struck string: partials decay faster the higher they are, and are slightly sharp
         # (stiffness inharmonicity f_k = k f0 sqrt(1 + B k^2)).  Each partial is only computed
@@ -331,13 +400,13 @@ def _tone(hz: float, seconds: float, timbre: str) -> _F64:
             m = min(n, int(decay * 6 * RATE))
             out[:m] += np.sin(2 * np.pi * fk * t[:m]) * np.exp(-t[:m] / decay) / k**1.1
         env = np.minimum(1.0, t / 0.004) * np.minimum(1.0, (seconds - t) / 0.05).clip(0.0)
-        return out * env
+        return np.asarray(out * env, dtype=np.float64)
     if timbre == "organ":
         # Drawbar organ: a few octave/fifth partials at fixed levels, no decay.
         partials = [(1, 1.0), (2, 0.6), (3, 0.35), (4, 0.3), (6, 0.15), (8, 0.1)]
         out = _wavetable(hz, t, partials, 0.0)
         env = np.minimum(1.0, t / 0.01) * np.minimum(1.0, (seconds - t) / 0.02).clip(0.0)
-        return out * env * 0.6
+        return np.asarray(out * env * 0.6, dtype=np.float64)
     raise ValueError(f"unknown timbre {timbre!r}; known: {TIMBRES}")
 
 
@@ -358,8 +427,13 @@ def chord_progression(
     seed: int = 0,
     chord_seconds: float = 2.0,
     channels: int = 2,
+    cents: float = 0.0,
 ) -> Signal:
-    """A cadential progression (I-IV-V-I or i-iv-V-i) with bass and melody in ``tonic mode``."""
+    """A cadential progression (I-IV-V-I or i-iv-V-i) with bass and melody in ``tonic mode``.
+
+    ``cents`` detunes the whole recording from A4 = 440 Hz (every note by the same amount), as
+    a band tuned by ear or a record played slightly fast or slow would be.
+    """
     if tonic not in PITCH_CLASSES:
         raise ValueError(f"unknown tonic {tonic!r}; known: {PITCH_CLASSES}")
     if mode not in ("major", "minor"):
@@ -376,8 +450,8 @@ def chord_progression(
         length = min(chord_seconds, seconds - at)
         chord = progression[i % len(progression)]
         for offset in chord:
-            _add(out, _tone(_midi_hz(root + offset), length, timbre), at, 0.3)
-        _add(out, _tone(_midi_hz(root - 12 + chord[0]), length, timbre), at, 0.35)
+            _add(out, _tone(_midi_hz(root + offset, cents), length, timbre), at, 0.3)
+        _add(out, _tone(_midi_hz(root - 12 + chord[0], cents), length, timbre), at, 0.35)
         # Melody: four notes per chord, chord tones on the strong beats, scale tones between.
         step = length / 4
         for j in range(4):
@@ -386,7 +460,7 @@ def chord_progression(
             else:
                 degree = scale[int(rng.integers(len(scale)))]
             note = root + 12 + degree % 12
-            _add(out, _tone(_midi_hz(note), step, timbre), at + j * step, 0.25)
+            _add(out, _tone(_midi_hz(note, cents), step, timbre), at + j * step, 0.25)
     peak = float(np.max(np.abs(out))) or 1.0
     mono = out / peak * 0.7
     return np.stack([mono] * channels, axis=1).astype(np.float32)
@@ -489,7 +563,7 @@ def bs1770_loudness(signal: Signal, rate: int = RATE) -> float:
     """
     shelf_b, shelf_a, hp_b, hp_a = _k_filter(rate)
     n = signal.shape[0]
-    freqs = np.fft.rfftfreq(n, 1 / rate)
+    freqs: _F64 = np.asarray(np.fft.rfftfreq(n, 1 / rate), dtype=np.float64)
     weight = _biquad_response(shelf_b, shelf_a, freqs, rate) * _biquad_response(
         hp_b, hp_a, freqs, rate
     )
@@ -506,52 +580,75 @@ def bs1770_loudness(signal: Signal, rate: int = RATE) -> float:
 # Writing
 # ---------------------------------------------------------------------------------------------
 
-_ENCODERS: dict[str, tuple[str, str, str, int | None]] = {
-    # extension: (muxer, codec, sample format, bit rate)
-    "wav": ("wav", "pcm_s16le", "s16", None),
-    "flac": ("flac", "flac", "s16", None),
-    "mp3": ("mp3", "libmp3lame", "fltp", 192_000),
+_ENCODERS: dict[str, tuple[str, str, str, int | None, int | None]] = {
+    # extension: (muxer, codec, sample format, bit rate, forced sample rate)
+    "wav": ("wav", "pcm_s16le", "s16", None, None),
+    "flac": ("flac", "flac", "s16", None, None),
+    "mp3": ("mp3", "libmp3lame", "fltp", 192_000, None),
+    "ogg": ("ogg", "vorbis", "fltp", 160_000, None),
+    "opus": ("ogg", "libopus", "flt", 128_000, 48000),  # Opus only runs at 48 kHz (or below)
+    "m4a": ("ipod", "aac", "fltp", 192_000, None),
 }
+CODEC_EXTENSIONS: tuple[str, ...] = tuple(_ENCODERS)
 
 
 def write_stream(
     path: Path | str, blocks: Iterable[Signal], *, channels: int, rate: int = RATE
 ) -> Path:
-    """Encode ``(samples, channels)`` float blocks to ``path`` (wav, flac or mp3 by extension)."""
+    """Encode ``(samples, channels)`` float blocks to ``path``, the format by extension
+    (:data:`CODEC_EXTENSIONS`).
+
+    FFmpeg's resampler converts each block to the encoder's sample format and rate and cuts it
+    into the frame size that fixed-frame codecs (AAC, Opus, Vorbis) insist on.
+    """
     target = Path(path)
     ext = target.suffix.lower().lstrip(".")
     if ext not in _ENCODERS:
         raise ValueError(f"cannot write {ext!r}; known: {sorted(_ENCODERS)}")
-    muxer, codec, sample_format, bit_rate = _ENCODERS[ext]
+    muxer, codec, sample_format, bit_rate, forced_rate = _ENCODERS[ext]
+    out_rate = forced_rate or rate
     layout = {1: "mono", 2: "stereo"}[channels]
     target.parent.mkdir(parents=True, exist_ok=True)
     container = av.open(str(target), "w", format=muxer)
     try:
-        stream = container.add_stream(codec, rate=rate)
+        stream = container.add_stream(codec, rate=out_rate)
         if not isinstance(stream, AudioStream):
             raise TypeError(f"{codec} did not give an audio stream")
         ctx = stream.codec_context
         ctx.layout = layout
         ctx.format = sample_format
-        ctx.time_base = Fraction(1, rate)
+        ctx.time_base = Fraction(1, out_rate)
         if bit_rate is not None:
             ctx.bit_rate = bit_rate
+        # FFmpeg's own Vorbis encoder counts as experimental; the Debian build has no libvorbis.
+        ctx.options = {"strict": "experimental"}
+        ctx.open()
+        resampler = av.AudioResampler(
+            format=sample_format, layout=layout, rate=out_rate, frame_size=ctx.frame_size or None
+        )
         pts = 0
+
+        def mux(frames: list[Any]) -> None:
+            nonlocal pts
+            for out in frames:
+                out.pts = pts
+                out.time_base = Fraction(1, out_rate)
+                pts += out.samples
+                for packet in stream.encode(out):
+                    container.mux(packet)
+
+        in_pts = 0
         for block in blocks:
             for start in range(0, block.shape[0], 8192):
                 chunk = np.clip(block[start : start + 8192], -1.0, 1.0)
-                if sample_format == "s16":
-                    data: np.ndarray[Any, Any] = np.round(chunk * 32767).astype(np.int16)
-                    data = np.ascontiguousarray(data).reshape(1, -1)
-                else:
-                    data = np.ascontiguousarray(chunk.T.astype(np.float32))
-                frame = av.AudioFrame.from_ndarray(data, format=sample_format, layout=layout)
+                data = np.ascontiguousarray(chunk.T.astype(np.float32))
+                frame = av.AudioFrame.from_ndarray(data, format="fltp", layout=layout)
                 frame.sample_rate = rate
-                frame.pts = pts
+                frame.pts = in_pts
                 frame.time_base = Fraction(1, rate)
-                pts += chunk.shape[0]
-                for packet in stream.encode(frame):
-                    container.mux(packet)
+                in_pts += chunk.shape[0]
+                mux(resampler.resample(frame))
+        mux(resampler.resample(None))
         for packet in stream.encode(None):
             container.mux(packet)
     finally:

@@ -20,7 +20,9 @@ from tracktiond.analysis import (
     AnalysisResult,
     AnalysisSettings,
     loudness,
+    metre,
     tempo,
+    tuning,
 )
 from tracktiond.analysis.decode import Decoder
 
@@ -31,10 +33,10 @@ def test_fingerprint_is_stable_and_sensitive() -> None:
     base = AnalysisSettings()
     assert base.fingerprint() == AnalysisSettings().fingerprint()
     assert len(base.fingerprint()) == 16
-    assert AnalysisSettings(bpm_min=70).fingerprint() == base.fingerprint()  # int == float
+    assert AnalysisSettings(bpm_min=60).fingerprint() == base.fingerprint()  # int == float
     changed = {
-        AnalysisSettings(bpm_min=60.0).fingerprint(),
-        AnalysisSettings(bpm_max=200.0).fingerprint(),
+        AnalysisSettings(bpm_min=70.0).fingerprint(),
+        AnalysisSettings(bpm_max=180.0).fingerprint(),
         AnalysisSettings(long_recording_seconds=600.0).fingerprint(),
         AnalysisSettings(curve_window_seconds=60.0).fingerprint(),
         AnalysisSettings(key_profile="bgate").fingerprint(),
@@ -181,8 +183,10 @@ def test_fold() -> None:
     assert tempo.fold(60.0, 100.0, 150.0) == 120.0
 
 
-def _window(start: float, bpm: float | None, clarity: float = 0.8) -> tempo.WindowTempo:
-    return tempo.WindowTempo(start, 30.0, bpm, clarity, 4.0, False)
+def _window(
+    start: float, bpm: float | None, clarity: float = 0.8, *, evidenced: bool = True
+) -> tempo.WindowTempo:
+    return tempo.WindowTempo(start, 30.0, bpm, clarity, 4.0, False, evidenced, True)
 
 
 def test_combine_short_and_long() -> None:
@@ -190,7 +194,13 @@ def test_combine_short_and_long() -> None:
     short = tempo.combine(windows, 70.0, 180.0, long_recording=False)
     assert short.bpm == pytest.approx(128.0, abs=0.3)
     assert not short.beatless and short.curve == []
-    assert short.confidence == pytest.approx(1.0)
+    # Every window is in the tempo class, but two of five were read at another octave.
+    assert short.confidence == pytest.approx(0.6, abs=0.01)
+    assert not short.uncertain
+    agreeing = tempo.combine(
+        [_window(30.0 * i, 128.0) for i in range(5)], 70.0, 180.0, long_recording=False
+    )
+    assert agreeing.confidence == pytest.approx(1.0)
     drift = [_window(30.0 * i, 110.0 + i) for i in range(20)]
     long = tempo.combine(drift, 70.0, 180.0, long_recording=True)
     assert len(long.curve) == 20
@@ -203,11 +213,105 @@ def test_combine_short_and_long() -> None:
     assert not steady.variable and steady.stability == 1.0
 
 
+def test_the_range_is_only_a_last_resort() -> None:
+    # A level the signal decided stays where it is, inside the range or not ...
+    decided = [_window(30.0 * i, 190.0) for i in range(4)]
+    assert tempo.combine(decided, 70.0, 180.0, long_recording=False).bpm == 190.0
+    # ... an undecided one is folded into the range, and trusted less.
+    undecided = [_window(30.0 * i, 190.0, evidenced=False) for i in range(4)]
+    folded = tempo.combine(undecided, 70.0, 180.0, long_recording=False)
+    assert folded.bpm == 95.0
+    assert folded.confidence < tempo.combine(decided, 70.0, 180.0, long_recording=False).confidence
+
+
+def test_curve_points_follow_their_neighbours_octave() -> None:
+    values = [120.0, 121.0, 61.0, 122.0, 244.0, 123.0]
+    windows = [_window(30.0 * i, b) for i, b in enumerate(values)]
+    result = tempo.combine(windows, 60.0, 210.0, long_recording=True)
+    assert [b for _, b in result.curve] == [120.0, 121.0, 122.0, 122.0, 122.0, 123.0]
+
+
+def test_low_confidence_is_marked_uncertain() -> None:
+    # Half the sounding time has no beat and the rest has a faint pulse: reported, not trusted.
+    windows = [_window(0.0, 100.0, 0.1, evidenced=False), _window(30.0, None)]
+    result = tempo.combine(windows, 60.0, 210.0, long_recording=False)
+    assert result.bpm == 100.0
+    assert result.confidence < tempo.UNCERTAIN_BELOW and result.uncertain
+
+
 def test_combine_beatless() -> None:
     assert tempo.combine([], 70, 180, long_recording=False).beatless
     mostly_pads = [_window(0.0, 120.0)] + [_window(30.0 * i, None) for i in range(1, 8)]
     result = tempo.combine(mostly_pads, 70, 180, long_recording=False)
     assert result.beatless and result.bpm is None
+    assert not result.uncertain  # no tempo, nothing to distrust
+
+
+def _level(bpm: float, kit: str, tracker: float) -> metre.LevelDecision:
+    mono = signals.drum_pattern(bpm, kit, seconds=20.0, seed=3)[:, 0]
+    envelopes = tempo.onset_envelopes(mono)
+    return metre.decide(
+        tracker,
+        tempo.autocorrelation(envelopes.bass()),
+        tempo.autocorrelation(envelopes.full()),
+    )
+
+
+@pytest.mark.parametrize(
+    ("bpm", "kit", "tracker"),
+    [
+        (87.0, "offbeat", 174.0),  # off-beat hats pull trackers to double time
+        (174.0, "house", 116.0),  # a 2/3 error, which octave checks alone cannot undo
+        (66.0, "breakbeat", 132.0),
+        (190.0, "hiphop", 95.0),
+        (180.0, "waltz", 60.0),  # the bar of a fast waltz taken for its beat
+        (150.0, "shuffle", 100.0),  # triplet hats: the 2/3 reading
+        (120.0, "house", 120.0),  # and a right tracker is left alone
+    ],
+)
+def test_the_level_comes_from_the_signal_not_the_tracker(
+    bpm: float, kit: str, tracker: float
+) -> None:
+    decision = _level(bpm, kit, tracker)
+    assert decision.bpm == pytest.approx(bpm, rel=0.04), decision
+    assert decision.evidenced
+    assert decision.moved == (abs(tracker / bpm - 1.0) > 0.04 and decision.agrees)
+
+
+def test_same_family() -> None:
+    assert metre.same_family(64.0, 128.0) and metre.same_family(256.0, 128.0)
+    assert metre.same_family(126.0, 128.0)
+    assert not metre.same_family(85.0, 128.0) and not metre.same_family(0.0, 128.0)
+
+
+# -- tuning ---------------------------------------------------------------------------------------
+
+
+def _fine_profile(semitones: tuple[int, ...], cents: float) -> np.ndarray:
+    """A fine pitch profile with one triangular peak per note, every note ``cents`` sharp."""
+    profile = np.zeros(tuning.FINE_BINS)
+    for semitone in semitones:
+        centre = semitone * tuning.PER_SEMITONE + cents / tuning.CENTS_PER_BIN
+        for i in range(int(np.floor(centre)) - 5, int(np.floor(centre)) + 6):
+            profile[i % tuning.FINE_BINS] += max(0.0, 1.0 - abs(i - centre) / 4.0)
+    return profile
+
+
+@pytest.mark.parametrize("cents", [-45.0, -31.8, -12.0, 0.0, 7.0, 25.0, 40.0])
+def test_tuning_is_estimated_and_corrected(cents: float) -> None:
+    # A minor triad (A, C, E: semitones 0, 3, 7 above A) played off concert pitch.
+    fine = _fine_profile((0, 3, 7), cents)
+    found = tuning.estimate_cents(fine)
+    assert found == pytest.approx(cents, abs=1.0)
+    pcp = tuning.retune(fine, found)
+    assert pcp.shape == (tuning.KEY_BINS,)
+    assert sorted(np.argsort(pcp)[-3:].tolist()) == [0, 9, 21]  # bins 3 x semitone
+    assert tuning.frequency(-31.8) == pytest.approx(432.0, abs=0.1)
+
+
+def test_tuning_of_nothing_is_concert_pitch() -> None:
+    assert tuning.estimate_cents(np.zeros(tuning.FINE_BINS)) == 0.0
+    assert tuning.estimate_cents(np.ones(tuning.FINE_BINS)) == 0.0
 
 
 # -- decoding -------------------------------------------------------------------------------------

@@ -12,8 +12,10 @@ The modules, in the order an analysis goes through them:
 - ``worker``: the worker process's loop (``python -m tracktiond.analysis.worker``);
 - ``decode``: streaming decode of any file to fixed-size blocks (PyAV), bounded memory;
 - ``engine``: one file in, one result out, inside a worker;
-- ``tempo``, ``loudness``, ``mood``: the estimators the engine combines (keys are
-  ``media.keys``);
+- ``tempo``, ``metre``: onset envelopes, the metrical level chosen by evidence, windows
+  combined into a tempo, its confidence and curve;
+- ``tuning``: the recording's tuning, and its pitch profile corrected for it before the key;
+- ``loudness``, ``mood``: the other estimators the engine combines (keys are ``media.keys``);
 - ``result``: the result as plain data, JSON round-trippable, and its catalog metadata.
 """
 

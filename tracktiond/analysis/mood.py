@@ -5,7 +5,7 @@ are licensed for non-commercial use only, so the default is a documented formula
 two-dimensional (arousal/valence) model of mood; docs/analysis.md explains each term.
 
     energy  = 0.35 loudness + 0.25 tempo + 0.25 onset density + 0.15 (1 - dynamic complexity)
-    valence = 0.50 mode + 0.30 brightness + 0.20 tempo
+    valence = 0.40 mode + 0.35 brightness + 0.25 tempo
 
 Every input is scaled to 0..1 first (the ranges below); the label is the quadrant:
 
@@ -38,6 +38,11 @@ TF_MOODS: dict[str, str] = {
 }
 TF_ALGORITHM = "TensorflowPredictMusiCNN"
 TF_RATE = 16000
+
+
+# How far a clear major (minor) key moves the mode term from neutral: 0.15..0.85, so that a
+# bright, fast minor track can still read positive (with 0.5, mode alone decided valence).
+MODE_SWING = 0.35
 
 
 def _scale(value: float, low: float, high: float) -> float:
@@ -84,10 +89,10 @@ def from_descriptors(d: Descriptors) -> Mood:
         mode = 0.5
     else:
         sign = 1.0 if d.mode == "major" else -1.0
-        mode = 0.5 + 0.5 * sign * _scale(d.key_strength, 0.0, 0.8)
-    bright = 0.5 * _scale(d.centroid_hz, 500.0, 3000.0) + 0.5 * _scale(d.brightness, 0.05, 0.5)
+        mode = 0.5 + MODE_SWING * sign * _scale(d.key_strength, 0.0, 0.8)
+    bright = 0.5 * _scale(d.centroid_hz, 500.0, 3000.0) + 0.5 * _scale(d.brightness, 0.1, 0.6)
     energy = 0.35 * loud + 0.25 * tempo + 0.25 * density + 0.15 * (1.0 - dynamics)
-    valence = 0.5 * mode + 0.3 * bright + 0.2 * tempo
+    valence = 0.4 * mode + 0.35 * bright + 0.25 * tempo
     features = {
         "loudness": loud,
         "tempo": tempo,

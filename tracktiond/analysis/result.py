@@ -56,6 +56,11 @@ class AnalysisResult:
     mood_error: str | None = None
     # Decoding problems that were tolerated (e.g. a few undecodable packets), for the record.
     warnings: list[str] = field(default_factory=list)
+    # bpm_confidence below tempo.UNCERTAIN_BELOW: the tempo is reported but not written to tags
+    # unless the user asks (pipeline.tagging). Results stored before version 2 lack it: False.
+    bpm_uncertain: bool = False
+    # A4 in Hz as the recording is tuned (the key is estimated after correcting for it).
+    tuning_frequency: float = 440.0
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -99,6 +104,7 @@ class AnalysisResult:
             f"{p}duration": f"{self.duration:.3f}",
             f"{p}beatless": _bool(self.beatless),
             f"{p}bpm_confidence": f"{self.bpm_confidence:.2f}",
+            f"{p}bpm_uncertain": _bool(self.bpm_uncertain),
             f"{p}loudness_lufs": f"{self.loudness_integrated:.2f}",
             f"{p}loudness_range_lu": f"{self.loudness_range:.2f}",
             f"{p}sample_peak": f"{self.sample_peak:.6f}",
@@ -121,6 +127,7 @@ class AnalysisResult:
             rows[f"{p}key_camelot"] = key.camelot
             rows[f"{p}key_openkey"] = key.open_key
             rows[f"{p}key_strength"] = f"{self.key_strength:.2f}"
+            rows[f"{p}tuning_hz"] = f"{self.tuning_frequency:.1f}"
         if self.tempo_curve:
             rows[f"{p}tempo_curve"] = _json(
                 [[round(t, 1), round(b, 1)] for t, b in self.tempo_curve]

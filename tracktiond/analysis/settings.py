@@ -16,7 +16,9 @@ from typing import Any
 
 # Bump whenever the engine's output for the same audio and settings changes meaning or value
 # (a new algorithm, a fixed bug, a different formula): every stored result becomes stale.
-ANALYSIS_VERSION: int = 1
+# 2: tempo level by evidence (metre), calibrated confidence and bpm_uncertain, key after tuning
+# correction, danceability and mood rescaled (docs/analysis.md).
+ANALYSIS_VERSION: int = 2
 
 # essentia's Key algorithm accepts exactly these profile names (from its parameter range); checked
 # here so a typo in the config fails at load time rather than in every worker job.
@@ -50,8 +52,10 @@ MAX_CURVE_WINDOW = 120.0
 class AnalysisSettings:
     """Analysis parameters; every field is part of :meth:`fingerprint`."""
 
-    bpm_min: float = 70.0  # preferred tempo range for half/double-time resolution, [min, max)
-    bpm_max: float = 180.0
+    # [min, max): a tempo whose metrical level the signal could not decide is folded into it (the
+    # last resort; decided tempi stay where they are).
+    bpm_min: float = 60.0
+    bpm_max: float = 210.0
     # Longer recordings (DJ sets, live recordings) also get a tempo curve, start/end BPM, a
     # stability score, a variable-tempo flag and a key per segment.
     long_recording_seconds: float = 900.0
