@@ -44,10 +44,15 @@ class DiscoveryMixin(StoreBase):
                     known[k.path] = k
         return known
 
-    async def known_file(self, path: str) -> KnownFile | None:
+    async def known_files(self, paths: Sequence[str]) -> dict[str, KnownFile]:
+        """The catalog's rows for ``paths`` (those it has), by path: one query per chunk."""
+        found: dict[str, KnownFile] = {}
         async with self.engine.connect() as conn:
-            row = (await conn.execute(_known_select().where(files.c.path == path))).first()
-        return _known(row) if row else None
+            for chunk in _chunks(paths, IN_CHUNK):
+                for row in await conn.execute(_known_select().where(files.c.path.in_(chunk))):
+                    known = _known(row)
+                    found[known.path] = known
+        return found
 
     async def dirs_under(self, root: str) -> set[str]:
         """Directories (as recorded) of files under ``root`` that are not already missing."""

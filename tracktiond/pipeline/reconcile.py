@@ -36,6 +36,10 @@ from tracktiond.pipeline.walk import DirBatch, Walker, WalkFailure, observe_file
 log = logging.getLogger(__name__)
 
 
+# How many settled files one reconcile compares with the catalog at once.
+FILE_BATCH = 500
+
+
 class ScanProgress(Protocol):
     """Receives progress as it happens (the CLI draws a bar; the daemon sets STATUS=)."""
 
@@ -131,14 +135,23 @@ class Reconciler:
     async def reconcile(self, paths: Sequence[str]) -> None:
         """Reconcile each path: a directory recursively, a file on its own, a vanished path by
         marking what the catalog had there as missing."""
-        for root in paths:
-            kind = await anyio.to_thread.run_sync(_path_kind, root)
+        kinds = await anyio.to_thread.run_sync(lambda: [_path_kind(p) for p in paths])
+        # Plain files are reconciled together, a batch at a time: a burst of settled files
+        # (a folder copied in, a download finishing) costs a few queries, not a few per file.
+        plain = [
+            p
+            for p, kind in zip(paths, kinds, strict=True)
+            if kind == "file" and sidecar_kind(p) is None
+        ]
+        for start in range(0, len(plain), FILE_BATCH):
+            await self._reconcile_files(plain[start : start + FILE_BATCH])
+        for root, kind in zip(paths, kinds, strict=True):
             if kind == "dir":
                 await self._reconcile_dir(root)
             elif kind == "file" and sidecar_kind(root) is not None:
                 await self._reconcile_sidecar(root)
             elif kind == "file":
-                await self._reconcile_file(root)
+                continue  # reconciled above
             else:
                 await self._vanished(root)
 
@@ -199,15 +212,16 @@ class Reconciler:
         if count and self.on_sidecars is not None:
             self.on_sidecars(count)
 
-    async def _reconcile_file(self, path: str) -> None:
-        seen = await anyio.to_thread.run_sync(observe_file, path)
+    async def _reconcile_files(self, paths: Sequence[str]) -> None:
+        seen = await anyio.to_thread.run_sync(lambda: [observe_file(p) for p in paths])
         batch = DirBatch()
-        if isinstance(seen, Observed):
-            batch.files.append(seen)
-        elif isinstance(seen, WalkFailure):
-            batch.failures.append(seen)
-        known = await self.catalog.known_file(path)
-        await self._reconcile_batch(batch, known={path: known} if known else {})
+        for one in seen:
+            if isinstance(one, Observed):
+                batch.files.append(one)
+            elif isinstance(one, WalkFailure):
+                batch.failures.append(one)
+        known = await self.catalog.known_files(paths)
+        await self._reconcile_batch(batch, known=known)
 
     async def _reconcile_batch(
         self, batch: DirBatch, known: dict[str, KnownFile] | None = None

@@ -26,21 +26,10 @@ from tracktiond.pipeline.stage import Heartbeat, StageEvent, StageLoop
 if TYPE_CHECKING:
     from tracktiond.pipeline.analyse import AnalysisStage
     from tracktiond.pipeline.inbox import InboxStage
-    from tracktiond.pipeline.inbox import InboxStage
     from tracktiond.pipeline.tagging import TaggingStage
     from tracktiond.pipeline.tracklisting import TracklistStage
 
 log = logging.getLogger("tracktiond.service.daemon")
-
-# A file cataloged (or analysed) may be an inbox file the organise stage moves into the library.
-_ORGANISE_WAKES = {
-    ("ingest", "new"),
-    ("ingest", "changed"),
-    ("ingest", "moved"),
-    ("ingest", "duplicate"),
-    ("analysis", "done"),
-    ("analysis", "failed"),
-}
 
 # A file cataloged (or analysed) may be an inbox file the organise stage moves into the library.
 _ORGANISE_WAKES = {
@@ -60,6 +49,9 @@ _WAKES: dict[tuple[str, str], tuple[str, ...]] = {
     ("ingest", "moved"): ("tracklists",),
     ("analysis", "done"): ("tags",),
 }
+
+
+INGEST_LINGER = 0.1  # seconds the ingest writer waits for more results to batch
 
 
 def ingest_workers(config: Config) -> int:
@@ -87,7 +79,6 @@ class Stages:
         self.analysis: AnalysisStage | None = None
         self.tagging: TaggingStage | None = None
         self.inbox: InboxStage | None = None
-        self.inbox: InboxStage | None = None
         self.tracklists: TracklistStage | None = None
         self._done: dict[str, anyio.Event] = {}
         self._tg: TaskGroup | None = None
@@ -99,7 +90,17 @@ class Stages:
             self._tg = tg
             tg.start_soon(self.heartbeat.run)
             self.ingest = IngestStage(self.catalog, max_attempts=self.config.scan.max_attempts)
-            self._start(self.ingest, concurrency=ingest_workers(self.config), write_batch=256)
+            workers = ingest_workers(self.config)
+            # A burst (a folder copied in) is read at scan speed: enough claimed jobs to keep
+            # every worker busy, and results gathered into real batches (a transaction's fixed
+            # cost dominates small ones) at the price of at most INGEST_LINGER of latency.
+            self._start(
+                self.ingest,
+                concurrency=workers,
+                max_in_flight=max(32, workers * 8),
+                write_batch=256,
+                write_linger=INGEST_LINGER,
+            )
             if self.config.analysis.enabled:
                 from tracktiond.pipeline.analyse import AnalysisStage
 
@@ -115,14 +116,18 @@ class Stages:
                 self._start_tagging()
             if self.config.organise.auto:
                 self._start_inbox()
-            if self.config.organise.auto:
-                self._start_inbox()
             if self.config.tracklists.enabled:
                 self._start_tracklists()
             task_status.started()
 
     def _start(
-        self, stage: Any, *, concurrency: int, max_in_flight: int = 0, write_batch: int = 1
+        self,
+        stage: Any,
+        *,
+        concurrency: int,
+        max_in_flight: int = 0,
+        write_batch: int = 1,
+        write_linger: float = 0.0,
     ) -> None:
         assert self._tg is not None
         loop: StageLoop[Any, Any] = StageLoop(
@@ -131,6 +136,7 @@ class Stages:
             concurrency=concurrency,
             max_in_flight=max_in_flight,
             write_batch=write_batch,
+            write_linger=write_linger,
             on_event=self._handle,
         )
         done = anyio.Event()
@@ -144,15 +150,6 @@ class Stages:
                 done.set()
 
         self._tg.start_soon(run)
-
-    def _start_inbox(self) -> None:
-        from tracktiond.organise.settings import settings_from_config
-        from tracktiond.pipeline.inbox import InboxStage
-
-        self.inbox = InboxStage(self.catalog, settings_from_config(self.config))
-        # One move at a time: a directory's cover art goes with the last file to leave it.
-        self._start(self.inbox, concurrency=1, max_in_flight=4)
-        log.info("organising new files from %s", ", ".join(self.inbox.settings.inboxes))
 
     def _start_inbox(self) -> None:
         from tracktiond.organise.settings import settings_from_config
@@ -178,8 +175,6 @@ class Stages:
         self._start(self.tracklists, concurrency=2, max_in_flight=8, write_batch=8)
 
     def _handle(self, event: StageEvent) -> None:
-        if self.inbox is not None and (event.stage, event.outcome) in _ORGANISE_WAKES:
-            self.wake("organise")
         if self.inbox is not None and (event.stage, event.outcome) in _ORGANISE_WAKES:
             self.wake("organise")
         for downstream in _WAKES.get((event.stage, event.outcome), ()):
@@ -232,17 +227,6 @@ class Stages:
             self.tracklists.reconfigure(new.tracklists)
         elif new.tracklists.enabled and not old.tracklists.enabled:
             self._start_tracklists()
-        if self.inbox is not None and not new.organise.auto:
-            self.loops.pop("organise").stop_claiming()
-            self.inbox = None
-            log.info("organising of inbox files disabled")
-        elif self.inbox is not None:
-            from tracktiond.organise.settings import settings_from_config
-
-            self.inbox.reconfigure(settings_from_config(new))
-            self.wake("organise")
-        elif new.organise.auto and not old.organise.auto:
-            self._start_inbox()
         if self.inbox is not None and not new.organise.auto:
             self.loops.pop("organise").stop_claiming()
             self.inbox = None
