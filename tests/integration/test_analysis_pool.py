@@ -84,8 +84,9 @@ async def test_six_channel_flac_and_opus(pool: AnalysisPool, tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("kind", "name", "reason"),
     [
-        ("zero", "empty.flac", "no audio could be decoded"),
-        ("zero", "empty.mp3", "not a decodable audio file"),
+        # Not FFmpeg's "End of file": what the user needs to know.
+        ("zero", "empty.flac", "empty file (0 bytes)"),
+        ("zero", "empty.mp3", "empty file (0 bytes)"),
         ("garbage", "noise.mp3", "not a decodable audio file"),
         ("garbage", "noise.flac", "no audio could be decoded"),
         ("truncated", "cut.flac", "truncated or corrupt"),

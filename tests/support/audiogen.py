@@ -21,7 +21,9 @@ deterministically through its APEv2 tag.  See :func:`make_audio`.
 
 from __future__ import annotations
 
+import io
 import shutil
+import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -31,11 +33,12 @@ from typing import Any
 import av
 import mutagen
 import numpy as np
+import soundfile
 from av.audio.stream import AudioStream
 from mutagen.aiff import AIFF
 from mutagen.asf import ASF
 from mutagen.flac import FLAC
-from mutagen.id3 import ID3, TXXX, Frames
+from mutagen.id3 import APIC, ID3, TIT2, TXXX, Frames
 from mutagen.monkeysaudio import MonkeysAudio
 from mutagen.mp3 import MP3
 from mutagen.mp4 import MP4, MP4FreeForm
@@ -50,6 +53,7 @@ __all__ = [
     "EXTENSIONS",
     "FORMATS",
     "MUTAGEN_TYPES",
+    "ODD_KINDS",
     "TAG_FIELDS",
     "TAG_KEYS",
     "TAG_SCHEME",
@@ -57,6 +61,7 @@ __all__ = [
     "make_audio",
     "make_broken",
     "make_library",
+    "make_odd",
     "read_tags",
 ]
 
@@ -203,6 +208,23 @@ BROKEN_KINDS: tuple[str, ...] = (
     "wrong_extension",
     "multichannel",
     "text",
+)
+
+
+# Files every player plays that a strict reader rejects (DESIGN "facts learned the hard way"),
+# modelled on the shapes found in other projects' test corpora; see make_odd().
+ODD_KINDS: tuple[str, ...] = (
+    "riff_size_off",
+    "data_short",
+    "rf64",
+    "adpcm",
+    "mp3_in_wav",
+    "vorbis_in_wav",
+    "id3_before_flac",
+    "video_first_ogg",
+    "year_header",
+    "tag_reader_crash",
+    "libsndfile_only",
 )
 
 
@@ -669,6 +691,172 @@ def make_broken(path: Path | str, kind: str, *, seed: int = 0) -> Path:
     else:
         raise ValueError(f"unknown broken kind {kind!r}; known: {BROKEN_KINDS}")
     return target
+
+
+def make_odd(path: Path | str, kind: str, *, seconds: float = 2.0, seed: int = 0) -> Path:
+    """Write a file that every player plays but a strict reader may reject.
+
+    Kinds (:data:`ODD_KINDS`), each a shape found in real libraries and test corpora:
+
+    * ``riff_size_off``: a WAV (or AIFF, for an ``.aiff`` path) whose RIFF/FORM size field
+      declares 8 bytes more than the file holds, while its audio chunk ends exactly at the end.
+    * ``data_short``: a WAV whose data chunk declares 48 bytes more than the file holds (the
+      last frame a few bytes short).
+    * ``rf64``: an RF64 WAV (64-bit sizes in a ``ds64`` chunk), as FFmpeg writes past 4 GiB.
+    * ``adpcm``: Microsoft ADPCM in WAV, with the average byte rate left 0 (FFmpeg's writer).
+    * ``mp3_in_wav``: MP3 frames in a WAV file (format tag 0x55).
+    * ``vorbis_in_wav``: a RIFF WAVE file with the Vorbis ACM format tag 0x674F whose data
+      chunk holds a whole Ogg Vorbis stream (lmms' samples; usually named ``.ogg``).
+    * ``id3_before_flac``: a FLAC file behind an ID3v2 tag of ~20 KiB (cover art), larger than
+      any sniffing window.
+    * ``video_first_ogg``: an Ogg file whose first logical stream is VP8 video, the second
+      Vorbis audio.
+    * ``year_header``: an MP3 whose Xing header claims a year of frames.
+    * ``tag_reader_crash``: a WavPack file at 22 kHz, a rate without a code in the header, on
+      which mutagen raises IndexError (taglib's ``non_standard_rate.wv``); FFmpeg decodes it.
+    * ``libsndfile_only``: a MATLAB 5 sound file: libsndfile reads it, FFmpeg has no demuxer.
+
+    The signal is make_audio's tone; the same arguments give the same bytes.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "riff_size_off":
+        aiff = target.suffix.lower() in (".aif", ".aiff")
+        make_audio(target, "aiff" if aiff else "wav", seconds=seconds, seed=seed)
+        data = bytearray(target.read_bytes())
+        order = ">I" if aiff else "<I"
+        (size,) = struct.unpack(order, data[4:8])
+        data[4:8] = struct.pack(order, size + 8)
+        target.write_bytes(bytes(data))
+    elif kind == "data_short":
+        make_audio(target, "wav", seconds=seconds, seed=seed)
+        data = bytearray(target.read_bytes())
+        at = data.index(b"data", 12)
+        (size,) = struct.unpack("<I", data[at + 4 : at + 8])
+        data[at + 4 : at + 8] = struct.pack("<I", size + 48)
+        (riff,) = struct.unpack("<I", data[4:8])
+        data[4:8] = struct.pack("<I", riff + 48)
+        target.write_bytes(bytes(data))
+    elif kind == "rf64":
+        _encode_raw(target, "wav", "pcm_s16le", seconds, seed, container={"rf64": "always"})
+    elif kind == "adpcm":
+        _encode_raw(target, "wav", "adpcm_ms", seconds, seed)
+    elif kind == "mp3_in_wav":
+        _encode_raw(target, "wav", "libmp3lame", seconds, seed)
+    elif kind == "vorbis_in_wav":
+        inner = target.with_name(target.name + ".inner.ogg")
+        make_audio(inner, "ogg", seconds=seconds, seed=seed)
+        ogg = inner.read_bytes()
+        inner.unlink()
+        # The byte rate is the stream's average, as the codec declares its nominal bit rate.
+        byte_rate = round(len(ogg) / seconds)
+        fmt = struct.pack("<HHIIHHH", 0x674F, 2, 44100, byte_rate, 1, 16, 0)
+        body = b"WAVEfmt " + struct.pack("<I", len(fmt)) + fmt
+        body += b"data" + struct.pack("<I", len(ogg)) + ogg + b"\0" * (len(ogg) & 1)
+        target.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    elif kind == "id3_before_flac":
+        make_audio(target, "flac", seconds=seconds, seed=seed)
+        tag = ID3()
+        tag.add(TIT2(encoding=3, text=["Behind a big tag"]))
+        cover = b"\x89PNG\r\n\x1a\n" + bytes(20 * 1024)
+        tag.add(APIC(encoding=3, mime="image/png", type=3, desc="cover", data=cover))
+        raw = io.BytesIO()
+        tag.save(raw, padding=lambda _info: 0)
+        target.write_bytes(raw.getvalue() + target.read_bytes())
+    elif kind == "video_first_ogg":
+        _video_first_ogg(target, seconds, seed)
+    elif kind == "year_header":
+        make_audio(target, "mp3", seconds=seconds, seed=seed)
+        data = bytearray(target.read_bytes())
+        at = max(data.find(b"Xing"), data.find(b"Info"))
+        (flags,) = struct.unpack(">I", data[at + 4 : at + 8])
+        assert flags & 1, "the encoder wrote no frame count"
+        year_of_frames = 365 * 24 * 3600 * 44100 // 1152
+        data[at + 8 : at + 12] = struct.pack(">I", year_of_frames)
+        target.write_bytes(bytes(data))
+    elif kind == "tag_reader_crash":
+        make_audio(target, "wv", seconds=seconds, seed=seed, sample_rate=22000)
+    elif kind == "libsndfile_only":
+        stereo = _signal(seconds, 440.0, seed, 2, 44100).T.astype(np.float32)
+        soundfile.write(str(target), stereo, 44100, format="MAT5", subtype="FLOAT")
+    else:
+        raise ValueError(f"unknown odd kind {kind!r}; known: {ODD_KINDS}")
+    return target
+
+
+def _frames_of(
+    signal: np.ndarray[Any, np.dtype[np.float64]], sample_format: str, layout: str, rate: int
+) -> Iterable[av.AudioFrame]:
+    for start in range(0, signal.shape[1], _CHUNK):
+        block = _to_sample_format(signal[:, start : start + _CHUNK], sample_format)
+        frame = av.AudioFrame.from_ndarray(block, format=sample_format, layout=layout)
+        frame.sample_rate = rate
+        frame.pts = start
+        frame.time_base = Fraction(1, rate)
+        yield frame
+
+
+def _encode_raw(
+    path: Path,
+    muxer: str,
+    codec_name: str,
+    seconds: float,
+    seed: int,
+    *,
+    container: dict[str, str] | None = None,
+) -> None:
+    """Stereo 44.1 kHz tone in ``codec_name`` inside ``muxer``, with muxer options."""
+    codec = av.Codec(codec_name, "w")
+    sample_format = _pick_sample_format(codec)
+    options = {"fflags": "+bitexact", **(container or {})}
+    out = av.open(str(path), "w", format=muxer, options=options)
+    try:
+        stream = out.add_stream(codec_name, rate=44100, options={"flags": "+bitexact"})
+        if not isinstance(stream, AudioStream):
+            raise TypeError(f"{codec_name} did not give an audio stream")
+        stream.codec_context.layout = "stereo"
+        stream.codec_context.format = sample_format
+        for frame in _frames_of(
+            _signal(seconds, 440.0, seed, 2, 44100), sample_format, "stereo", 44100
+        ):
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    finally:
+        out.close()
+
+
+def _video_first_ogg(path: Path, seconds: float, seed: int) -> None:
+    out = av.open(str(path), "w", format="ogg", options={"fflags": "+bitexact"})
+    try:
+        # The video stream is added first, so its beginning-of-stream page comes first.
+        video: Any = out.add_stream("libvpx", rate=5, options={"threads": "1"})
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = out.add_stream(
+            "vorbis", rate=44100, options={"strict": "experimental", "flags": "+bitexact"}
+        )
+        if not isinstance(audio, AudioStream):
+            raise TypeError("vorbis did not give an audio stream")
+        audio.codec_context.layout = "stereo"
+        audio.codec_context.format = "fltp"
+        black = np.zeros((48, 64, 3), dtype=np.uint8)
+        for i in range(max(1, round(seconds * 5))):
+            picture = av.VideoFrame.from_ndarray(black, format="rgb24").reformat(format="yuv420p")
+            picture.pts = i
+            picture.time_base = Fraction(1, 5)
+            for packet in video.encode(picture):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        signal = _signal(seconds, 440.0, seed, 2, 44100)
+        for frame in _frames_of(signal, "fltp", "stereo", 44100):
+            for packet in audio.encode(frame):
+                out.mux(packet)
+        for packet in audio.encode(None):
+            out.mux(packet)
+    finally:
+        out.close()
 
 
 _GENRES: tuple[str, ...] = ("House", "Techno", "Jazz", "Ambient", "Drum & Bass", "Dub", "Folk")

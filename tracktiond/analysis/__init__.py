@@ -11,6 +11,7 @@ The modules, in the order an analysis goes through them:
 - ``pool``: the persistent worker processes: timeouts, memory bound, crash replacement;
 - ``worker``: the worker process's loop (``python -m tracktiond.analysis.worker``);
 - ``decode``: streaming decode of any file to fixed-size blocks (PyAV), bounded memory;
+  ``sndfile_decode``: the second decoder (libsndfile) for files FFmpeg will not open;
 - ``engine``: one file in, one result out, inside a worker;
 - ``tempo``, ``metre``: onset envelopes, the metrical level chosen by evidence, windows
   combined into a tempo, its confidence and curve;

@@ -5,7 +5,9 @@ so that one bad file costs one file (DESIGN invariant 4) and its failure is clas
 the boundary (invariant 5):
 
 * a timeout of ``timeout_base + timeout_factor * duration``: a hang is the file's fault, the
-  worker is killed and replaced -> BAD_INPUT "analysis timed out after N s";
+  worker is killed and replaced -> BAD_INPUT "analysis timed out after N s"; the duration is
+  never taken on trust from a header the file's size rules out (:func:`probe_duration`,
+  :func:`bounded_duration`);
 * a memory limit: the pool polls the worker's resident set (/proc/PID/statm) and kills it above
   ``memory_limit_bytes`` -> BAD_INPUT "analysis exceeded the memory limit (N MB)"; the worker
   also runs under RLIMIT_AS (4x the limit, virtual memory overshoots resident memory) as a
@@ -41,6 +43,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from tracktiond.analysis.result import AnalysisResult
 from tracktiond.analysis.settings import AnalysisSettings
 from tracktiond.errors import FailureClass, FileJobError
+from tracktiond.media.integrity import implausible_duration, longest_plausible
 
 log = logging.getLogger(__name__)
 
@@ -72,20 +75,37 @@ class AnalysisFailed(FileJobError):
 
 
 def probe_duration(path: str) -> float | None:
-    """A cheap duration estimate without native decoders (mutagen is pure Python)."""
+    """A cheap duration estimate without native decoders (mutagen is pure Python).
+
+    A header duration the file's size rules out (a 14 kB file claiming 472 days) is not used:
+    the timeout would follow it. The size-based estimate is used instead.
+    """
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return None
     try:
         import mutagen
 
         audio = mutagen.File(path)
         length = float(audio.info.length) if audio is not None else 0.0
-        if length > 0:
+        bitrate = int(getattr(audio.info, "bitrate", 0) or 0) if audio is not None else 0
+        if length > 0 and implausible_duration(length, size, bitrate) is None:
             return length
     except Exception:  # mutagen raises all sorts on malformed files; the size is the fallback
         pass
-    try:
-        return os.path.getsize(path) / FALLBACK_BYTES_PER_SECOND
-    except OSError:
+    return size / FALLBACK_BYTES_PER_SECOND
+
+
+def bounded_duration(path: str, hint: float | None) -> float | None:
+    """``hint`` (the catalog's duration, from a header), capped at what the file's size can hold,
+    so that no header sets a timeout of days."""
+    if hint is None:
         return None
+    try:
+        return min(hint, longest_plausible(os.path.getsize(path)))
+    except OSError:
+        return hint
 
 
 def _signal_name(returncode: int) -> str:
@@ -233,6 +253,8 @@ class AnalysisPool:
             raise RuntimeError("the analysis pool is closed")
         if duration_hint is None:
             duration_hint = await anyio.to_thread.run_sync(probe_duration, path)
+        else:
+            duration_hint = await anyio.to_thread.run_sync(bounded_duration, path, duration_hint)
         timeout = self.timeout_for(duration_hint)
         async with self._limiter:
             self._busy += 1

@@ -80,7 +80,8 @@ def _handle(request: dict[str, Any], analyze: Analyze) -> dict[str, Any]:
             "id": job,
             "ok": False,
             "class": "bug",
-            "reason": f"internal error: {type(exc).__name__}: {exc}",
+            # Never an empty reason: an exception without a message is named by its type.
+            "reason": f"internal error: {type(exc).__name__}" + (f": {exc}" if str(exc) else ""),
             "traceback": traceback.format_exc(),
         }
 

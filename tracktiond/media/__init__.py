@@ -6,6 +6,7 @@ The modules, in the order a file goes through them when it is cataloged:
 - ``formats``: what the content is (sniffed from its first bytes; extensions lie);
 - ``hashing``: one streamed read giving the file's sha256 and xxh3-128, and its stat;
 - ``audiohash``: the audio stream's own identity (tags excluded), computed during that read;
+- ``riff``: the chunk layout of WAV (RIFF, RF64) and AIFF files, read as players read it;
 - ``integrity``: whether a file is complete (truncated, still arriving, header durations that lie);
 - ``tags``: reading tags and stream properties (mutagen), and the one table of tag fields;
 - ``sidecar``: which files next to audio may hold its tracklist (``.cue``, ``.txt``);

@@ -7,6 +7,7 @@ libraries contain files whose extension lies (an ``.ogg`` that is RIFF WAVE).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 
 
@@ -66,13 +67,24 @@ def id3v2_end(head: bytes) -> int:
     return size + 10 + (10 if head[5] & 0x10 else 0)
 
 
-def sniff(head: bytes) -> AudioFormat | None:
-    """The audio format the leading bytes announce, or None when they are not audio we know."""
+# Reads ``n`` bytes of the file at ``offset`` (for what lies behind a tag larger than the head).
+ReadAt = Callable[[int, int], bytes]
+
+
+def sniff(head: bytes, read_at: ReadAt | None = None) -> AudioFormat | None:
+    """The audio format the leading bytes announce, or None when they are not audio we know.
+
+    With ``read_at``, a container behind an ID3v2 tag larger than ``head`` (cover art makes
+    them hundreds of KiB) is looked at too; without it such a file is taken for MP3.
+    """
     if len(head) < 4:
         return None
     if head.startswith(b"ID3") and len(head) >= 10:
         # An ID3v2 tag prefixes MP3 mostly, but FLAC/AAC/APE with ID3 exist: look behind it.
-        behind = head[id3v2_end(head) :]
+        end = id3v2_end(head)
+        behind = head[end:]
+        if len(behind) < 64 and read_at is not None:
+            behind = read_at(end, 64)
         if len(behind) >= 4:
             inner = sniff(behind)
             if inner is not None:
@@ -103,20 +115,28 @@ def sniff(head: bytes) -> AudioFormat | None:
     return _sniff_frame_sync(head)
 
 
+_OGG_CODECS: tuple[tuple[bytes, AudioFormat], ...] = (
+    (b"\x01vorbis", AudioFormat.OGG_VORBIS),
+    (b"OpusHead", AudioFormat.OGG_OPUS),
+    (b"\x7fFLAC", AudioFormat.OGG_FLAC),
+    (b"Speex   ", AudioFormat.OGG_SPEEX),
+)
+
+
 def _sniff_ogg(head: bytes) -> AudioFormat | None:
-    # The first page carries exactly one packet: the codec's identification header.
-    if len(head) < 28:
-        return None
-    segments = head[26]
-    packet = head[27 + segments : 27 + segments + 16]
-    if packet.startswith(b"\x01vorbis"):
-        return AudioFormat.OGG_VORBIS
-    if packet.startswith(b"OpusHead"):
-        return AudioFormat.OGG_OPUS
-    if packet.startswith(b"\x7fFLAC"):
-        return AudioFormat.OGG_FLAC
-    if packet.startswith(b"Speex   "):
-        return AudioFormat.OGG_SPEEX
+    # Every logical stream starts with a "beginning of stream" page carrying only its codec's
+    # identification header, and all of them come first. A video file (Theora, VP8) or a
+    # recording with a video stream puts that one first: look at every BOS page in the head.
+    pos = 0
+    while pos + 27 <= len(head) and head[pos : pos + 4] == b"OggS" and head[pos + 5] & 0x02:
+        segments = head[pos + 26]
+        lacing = head[pos + 27 : pos + 27 + segments]
+        body = pos + 27 + segments
+        packet = head[body : body + 16]
+        for magic, fmt in _OGG_CODECS:
+            if packet.startswith(magic):
+                return fmt
+        pos = body + sum(lacing)
     return None
 
 

@@ -4,6 +4,11 @@ Tag readers parse headers only, so a file cut in half (an interrupted copy or do
 "parses" fine. Each check here compares what the container declares with what is on disk,
 reading only the file's last few KiB: pure Python, no native decoder in the scanning process
 (DESIGN invariant 4). Decoding problems beyond this are found by the analysis stage.
+
+A check fails a file only for what no player plays around: audio that ends well before the
+header says (beyond the allowance the decoder makes too, :func:`tolerated_shortfall`). Header
+sizes that are merely a few bytes off, and header durations that cannot be true
+(:func:`implausible_duration`), are not failures: the decoder decides (DESIGN invariant 5).
 """
 
 from __future__ import annotations
@@ -13,8 +18,21 @@ from collections.abc import Callable
 
 from tracktiond.errors import BadInput
 from tracktiond.media.formats import AudioFormat, id3v2_end
+from tracktiond.media.riff import read_layout
 
 TAIL_BYTES = 64 * 1024
+# A file may decode this much short of what its header declares and still be complete: the
+# larger of half a second and 3 % (real files have a few bytes missing from their last frame).
+TRUNCATION_SECONDS = 0.5
+TRUNCATION_SHARE = 0.03
+# No real audio encoding needs fewer bytes per second than this (Opus and Speex at their lowest
+# rates need over 100, digital silence in FLAC or Monkey's Audio some tens): a header claiming a
+# longer duration for the file's size is wrong (a 14 kB APE file claiming 472 days, a 80 kB M4B
+# claiming 47 hours).
+MIN_BYTES_PER_SECOND = 4.0
+# A header's bit rate and duration may together claim up to this much more than the file holds
+# before both are doubted (truncation is checked separately, and more precisely).
+BITRATE_SLACK = 2.0
 
 
 def check_complete(path: str, fmt: AudioFormat, head: bytes, size: int) -> None:
@@ -34,23 +52,67 @@ def check_complete(path: str, fmt: AudioFormat, head: bytes, size: int) -> None:
         raise BadInput(f"truncated or damaged {fmt.value} file: {problem}")
 
 
+def implausible_duration(seconds: float, size: int, bitrate: int = 0) -> str | None:
+    """Why a header's ``seconds`` cannot be true for a file of ``size`` bytes, or None.
+
+    Checked against the size (no encoding is that small) and, when the header states one,
+    against the bit rate (duration x bit rate must roughly fit in the file).
+    """
+    if seconds <= 0:
+        return None
+    if seconds * MIN_BYTES_PER_SECOND > size:
+        return f"the header claims {seconds:.0f} s of audio, more than {size} bytes can hold"
+    needed = seconds * bitrate / 8
+    if bitrate > 0 and needed > BITRATE_SLACK * size + TAIL_BYTES:
+        return (
+            f"the header claims {seconds:.0f} s at {bitrate // 1000} kbit/s ({needed:.0f} bytes), "
+            f"the file has {size} bytes"
+        )
+    return None
+
+
+def longest_plausible(size: int) -> float:
+    """The most seconds of audio a file of ``size`` bytes can hold (see MIN_BYTES_PER_SECOND)."""
+    return size / MIN_BYTES_PER_SECOND
+
+
 def _read_tail(path: str, size: int) -> bytes:
     with open(path, "rb") as fh:
         fh.seek(max(0, size - TAIL_BYTES))
         return fh.read(TAIL_BYTES)
 
 
-def _riff(head: bytes, tail: bytes, size: int) -> str | None:
-    # RIFF/FORM: the outer chunk declares the size of everything after its 8-byte header.
-    # Writers pad odd sizes by one byte; allow that, and allow 0/0xFFFFFFFF (streamed or RF64).
-    if head[:4] in (b"RF64", b"BW64"):
-        return None  # 64-bit sizes live in a ds64 chunk: not checked here
-    (declared,) = struct.unpack("<I" if head[:4] == b"RIFF" else ">I", head[4:8])
-    if declared in (0, 0xFFFFFFFF):
+def tolerated_shortfall(declared_seconds: float) -> float:
+    """Seconds of audio a file may lack against its header and still count as complete.
+
+    The same allowance as the decoder's (tracktiond.analysis.decode imports it): a file whose
+    last frames are a few bytes short plays in every player, and ingest must not fail what
+    analysis accepts.
+    """
+    return max(TRUNCATION_SECONDS, TRUNCATION_SHARE * declared_seconds)
+
+
+def _riff_walk(path: str, head: bytes, size: int) -> str | None:
+    # Where the audio chunk ends decides, not the outer RIFF/FORM size: files whose outer size is
+    # a few bytes off while the data chunk ends at the end of the file play everywhere.
+    layout = read_layout(path, size)
+    if layout is None:
+        return "not a RIFF or FORM file"
+    if layout.audio_start is None:
+        return "no audio (data) chunk"
+    missing = layout.audio_bytes_missing
+    if missing == 0:
         return None
-    if declared + 8 > size + 1:
-        return f"header declares {declared + 8} bytes, file has {size}"
-    return None
+    fmt = layout.fmt
+    declared = layout.audio_bytes_declared
+    if fmt is not None and fmt.byte_rate > 0:
+        declared_s, missing_s = declared / fmt.byte_rate, missing / fmt.byte_rate
+        if missing_s <= tolerated_shortfall(declared_s):
+            return None
+        return f"audio ends {missing_s:.1f} s short of the {declared_s:.1f} s its header declares"
+    if missing <= TRUNCATION_SHARE * declared:
+        return None
+    return f"the audio chunk declares {declared} bytes, the file holds {declared - missing}"
 
 
 def _mp4_walk(path: str, head: bytes, size: int) -> str | None:
@@ -203,8 +265,6 @@ def _wavpack_walk(path: str, head: bytes, size: int) -> str | None:
 
 
 _CHECKS: dict[AudioFormat, Callable[[bytes, bytes, int], str | None]] = {
-    AudioFormat.WAV: _riff,
-    AudioFormat.AIFF: _riff,
     AudioFormat.OGG_VORBIS: _ogg,
     AudioFormat.OGG_OPUS: _ogg,
     AudioFormat.OGG_FLAC: _ogg,
@@ -257,4 +317,6 @@ _WALKS: dict[AudioFormat, Callable[[str, bytes, int], str | None]] = {
     AudioFormat.MP3: _mp3_walk,
     AudioFormat.MP4: _mp4_walk,
     AudioFormat.WAVPACK: _wavpack_walk,
+    AudioFormat.WAV: _riff_walk,
+    AudioFormat.AIFF: _riff_walk,
 }

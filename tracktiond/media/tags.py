@@ -6,13 +6,17 @@ here; writing (opt-in, tracktiond.tagwrite) uses the same table plus ``WRITE_SUP
 the two can never disagree about where a field lives.
 
 mutagen raises exceptions other than MutagenError on malformed files (ZeroDivisionError,
-IndexError, ValueError, struct.error, ...), so every read is guarded per file and any exception is
-turned into BadInput naming what failed.
+IndexError, ValueError, struct.error, ...), so every read is guarded per file; a failure leaves
+the file without tags and with the reason (``tags_error``), never failed for it: whether the
+audio plays is the decoder's call (DESIGN invariant 5).
 """
 
 from __future__ import annotations
 
+import io
+import os
 import re
+import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -26,6 +30,7 @@ from mutagen import (
     asf,
     dsf,
     flac,
+    id3,
     monkeysaudio,
     mp3,
     mp4,
@@ -40,6 +45,12 @@ from mutagen import (
 
 from tracktiond.errors import BadInput
 from tracktiond.media.formats import AudioFormat
+from tracktiond.media.riff import IffLayout, read_layout
+
+OPUS_RATE = 48000
+# An "id3 " chunk larger than this is not a tag (cover art included, real ones stay far below).
+MAX_TAG_CHUNK = 16 * 1024 * 1024
+_ID3: Callable[[Any], Any] = id3.ID3  # mutagen's constructors are unannotated
 
 
 class TagSystem(StrEnum):
@@ -120,26 +131,104 @@ def opener(fmt: AudioFormat) -> Callable[..., Any]:
 def read_metadata(path: str, fmt: AudioFormat) -> tuple[dict[str, str], dict[str, str]]:
     """Return (tags, stream properties) for ``path``, both keyed by our metadata keys.
 
-    Raises BadInput when mutagen cannot parse the file or it holds no audio stream.
+    A tag reader's failure is not a verdict on the audio (mutagen raises IndexError on a WavPack
+    file with an unusual rate, rejects RF64, says 0 s for ADPCM WAV): the file is returned
+    without tags, ``stream["tags_error"]`` says why, and the decoder decides whether it plays.
+    Raises BadInput only when the file cannot be read at all, or holds no audio bytes.
     """
     opener, system, codec = _FORMATS[fmt]
+    layout = _layout(path, fmt)
+    tags: dict[str, str] = {}
     try:
-        audio = opener(path)
-        stream = _stream_properties(audio.info, fmt, codec)
-        tags = _read_tags(audio.tags, system) if audio.tags is not None else {}
+        if layout is not None and layout.root != b"RIFF" and fmt is AudioFormat.WAV:
+            stream = {"container": fmt.value, "codec": codec or "unknown"}
+            tags = _read_chunk_id3(path, layout)
+        else:
+            audio = opener(path)
+            stream = _stream_properties(audio.info, fmt, codec)
+            if audio.tags is not None:
+                tags = _read_tags(audio.tags, system)
     except PermissionError:
         raise BadInput("permission denied") from None
     except FileNotFoundError:
         raise BadInput("file vanished while its tags were read") from None
-    except mutagen.MutagenError as exc:
-        raise BadInput(f"not a readable {fmt.value} file: {short_reason(exc)}") from None
     except Exception as exc:  # mutagen's parsers raise arbitrary errors on malformed input
-        raise BadInput(
-            f"malformed {fmt.value} file ({type(exc).__name__}: {short_reason(exc)})"
-        ) from None
-    if float(stream.get("duration", "0")) <= 0:
-        raise BadInput(f"{fmt.value} file holds no audio (duration 0)")
+        stream = {"container": fmt.value, "codec": codec or "unknown"}
+        stream["tags_error"] = tag_failure(fmt, exc)
+        tags = {}
+    if layout is not None:
+        _apply_layout(stream, layout, fmt)
+    if float(stream.get("duration") or 0) <= 0:
+        # FLAC streamed without a sample count, compressed WAV, an unparsable header: not
+        # "no audio" — how long it is, is for the decoder to find out.
+        stream.pop("duration", None)
     return tags, stream
+
+
+def tag_failure(fmt: AudioFormat, exc: BaseException) -> str:
+    """Why the tags of a ``fmt`` file could not be read, in words (never empty, never "error")."""
+    text = str(exc).strip()
+    if isinstance(exc, mutagen.MutagenError):
+        why = text or "it gives no reason"
+        return f"tags not read: mutagen cannot parse this {fmt.value} file ({why})"
+    detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return f"tags not read: mutagen failed on this {fmt.value} file ({detail})"
+
+
+def _layout(path: str, fmt: AudioFormat) -> IffLayout | None:
+    if fmt not in (AudioFormat.WAV, AudioFormat.AIFF):
+        return None
+    try:
+        layout = read_layout(path, os.path.getsize(path))
+    except PermissionError:
+        raise BadInput("permission denied") from None
+    except FileNotFoundError:
+        raise BadInput("file vanished while its tags were read") from None
+    except (OSError, struct.error):  # a header cut inside a chunk: the integrity check says so
+        return None
+    if layout is not None and layout.audio_start is not None and layout.audio_bytes_present == 0:
+        raise BadInput(f"{fmt.value} file holds no audio (its audio chunk is empty)")
+    return layout
+
+
+def _apply_layout(stream: dict[str, str], layout: IffLayout, fmt: AudioFormat) -> None:
+    """Stream properties from the chunks, where tag readers get them wrong or not at all."""
+    wave = layout.fmt
+    if wave is None:
+        return
+    if fmt is AudioFormat.WAV:
+        stream["codec"] = wave.codec
+    for key, value in (
+        ("sample_rate", wave.sample_rate),
+        ("channels", wave.channels),
+        ("bits_per_sample", wave.bits if wave.is_pcm else 0),
+    ):  # only where the tag reader gave nothing (RF64, or its parse failed)
+        if value > 0 and key not in stream:
+            stream[key] = str(value)
+    if not wave.is_pcm or "duration" not in stream:
+        # Tag readers compute every WAV's length as if it were PCM: 0 s or a few ms for MS
+        # ADPCM, GSM and MP3-in-WAV. The fact chunk's sample count or the byte rate is right.
+        seconds = layout.duration()
+        if not wave.is_pcm:
+            stream.pop("bits_per_sample", None)  # a PCM notion; mutagen reports the header's
+            stream.pop("bitrate", None)
+            if wave.byte_rate > 0:
+                stream["bitrate"] = str(wave.byte_rate * 8)
+        if seconds is None:
+            stream.pop("duration", None)
+        else:
+            stream["duration"] = f"{seconds:.3f}"
+
+
+def _read_chunk_id3(path: str, layout: IffLayout) -> dict[str, str]:
+    """Tags of the "id3 " chunk of an RF64/BW64 file (mutagen's WAVE reader reads RIFF only)."""
+    if layout.tag_chunk is None:
+        return {}
+    start, end = layout.tag_chunk
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        raw = fh.read(min(end - start, MAX_TAG_CHUNK))
+    return _read_tags(_ID3(io.BytesIO(raw)), TagSystem.ID3)
 
 
 def short_reason(exc: BaseException) -> str:
@@ -160,6 +249,10 @@ def _stream_properties(info: Any, fmt: AudioFormat, codec: str | None) -> dict[s
         value = getattr(info, attr, None)
         if isinstance(value, int | float) and value > 0:
             props[key] = str(int(value))
+    if fmt is AudioFormat.OGG_OPUS:
+        # Opus always decodes at 48 kHz (RFC 7845; the header's "input sample rate" is only what
+        # the encoder was fed), and mutagen gives no rate for it.
+        props["sample_rate"] = str(OPUS_RATE)
     bits = getattr(info, "bits_per_sample", None)
     if isinstance(bits, int) and bits > 0:
         props["bits_per_sample"] = str(bits)
