@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from tracktiond.errors import BadInput, FileStillArriving
 from tracktiond.media.audiohash import audio_hasher
 from tracktiond.media.embeddedcue import embedded_cue_text
-from tracktiond.media.formats import AudioFormat, extension, sniff
+from tracktiond.media.formats import AudioFormat, ReadAt, extension, sniff
 from tracktiond.media.hashing import AudioHasher, FileDigest, digest_file
-from tracktiond.media.integrity import check_complete
+from tracktiond.media.integrity import check_complete, implausible_duration
 from tracktiond.media.tags import read_metadata
 
 
@@ -53,7 +53,7 @@ def ingest_file(path: str) -> IngestResult:
     digest = digest_file(path, _plan_audio)
     if digest.size == 0:
         raise BadInput("empty file (0 bytes)")
-    fmt = sniff(digest.head)
+    fmt = sniff(digest.head, _reader(path))
     if fmt is None:
         raise BadInput(f"not an audio file: {describe_content(digest.head)}")
     try:
@@ -63,6 +63,7 @@ def ingest_file(path: str) -> IngestResult:
             raise FileStillArriving(f"{exc.reason}, but the file is still being written") from None
         raise
     tags, stream = read_metadata(path, fmt)
+    _doubt_duration(stream, digest.size)
     ext = extension(path)
     if ext and not _extension_matches(ext, fmt):
         stream["extension_mismatch"] = f".{ext} file contains {fmt.value}"
@@ -93,8 +94,35 @@ def _still_arriving(path: str, digest: FileDigest) -> bool:
     return time.time() - st.st_mtime_ns / 1e9 < ARRIVING_SECONDS
 
 
+def _reader(path: str) -> ReadAt:
+    def read_at(offset: int, n: int) -> bytes:
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                return fh.read(n)
+        except OSError:  # gone or unreadable: the read that follows says which
+            return b""
+
+    return read_at
+
+
+def _doubt_duration(stream: dict[str, str], size: int) -> None:
+    """A header duration the file's size (or bit rate) rules out is kept aside, not believed:
+    it would hold an analysis worker for days through its timeout. The decoder measures the
+    real length."""
+    try:
+        seconds = float(stream.get("duration") or 0)
+        bitrate = int(stream.get("bitrate") or 0)
+    except ValueError:
+        return
+    why = implausible_duration(seconds, size, bitrate)
+    if why:
+        stream["header_duration"] = stream.pop("duration")
+        stream["duration_note"] = f"{why}: the length comes from decoding"
+
+
 def _plan_audio(fd: int, head: bytes, size: int) -> AudioHasher | None:
-    fmt = sniff(head)
+    fmt = sniff(head, lambda offset, n: os.pread(fd, n, offset))
     if fmt is None:
         return None
     return audio_hasher(fd, fmt, head, size)
