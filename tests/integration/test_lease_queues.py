@@ -21,8 +21,10 @@ import pytest
 
 from tests.support import audiogen
 from tracktiond.catalog.leases import Backoff, LeaseQueue
-from tracktiond.catalog.models import AnalysisState, FileState, analyses, files
+from tracktiond.catalog.models import AnalysisState, FileState, analyses, files, tracklist_sources
+from tracktiond.catalog.sources import SidecarSeen
 from tracktiond.catalog.store import AnalysisJob, Catalog, Job, JobResult, Outcome, TagJob
+from tracktiond.catalog.tracklistvalues import SourceJob
 from tracktiond.errors import FailureClass, TransientFileError
 from tracktiond.media import probe
 from tracktiond.pipeline.reconcile import Reconciler
@@ -158,6 +160,43 @@ async def _tags_dead(catalog: Catalog, key: int) -> bool:
     return bool(row.tag_status == "failed")
 
 
+# -- tracklist sources ------------------------------------------------------------------------
+
+
+async def _seed_tracklists(catalog: Catalog, root: Path) -> None:
+    seen = [
+        SidecarSeen(str(root / f"set{i}.cue"), str(root), "cue", 100 + i, i) for i in range(FILES)
+    ]
+    assert await catalog.sync_sidecars([str(root)], seen) == FILES
+
+
+async def _tracklists_succeed(catalog: Catalog, owner: str, job: SourceJob) -> bool:
+    # "waiting": read, its audio not cataloged; not due again until a file of its dir is
+    return await catalog.record_source(job, owner, state="waiting") is not None
+
+
+async def _tracklists_fail(
+    catalog: Catalog, owner: str, job: SourceJob, max_attempts: int, backoff: Backoff
+) -> None:
+    await catalog.record_source(
+        job,
+        owner,
+        state="failed",
+        error="vanished while being read",
+        retry=True,
+        max_attempts=max_attempts,
+        backoff=backoff,
+    )
+
+
+async def _tracklists_dead(catalog: Catalog, key: int) -> bool:
+    async with catalog.engine.connect() as conn:
+        row = (
+            await conn.execute(tracklist_sources.select().where(tracklist_sources.c.id == key))
+        ).one()
+    return bool(row.state == "failed")
+
+
 CASES = [
     QueueCase(
         "ingest",
@@ -188,6 +227,16 @@ CASES = [
         _tags_succeed,
         _tags_fail,
         _tags_dead,
+    ),
+    QueueCase(
+        "tracklists",
+        lambda c: c.tracklist_queue,
+        None,
+        _seed_tracklists,
+        lambda j: j.id,
+        _tracklists_succeed,
+        _tracklists_fail,
+        _tracklists_dead,
     ),
 ]
 

@@ -492,34 +492,3 @@ def test_permission_denied_file_is_recorded(db_url: str, tmp_path: Path, library
     assert data["last_error"] == "permission denied"
 
 
-CUE = """REM GENRE Techno
-PERFORMER "DJ One"
-TITLE "Live at the Warehouse"
-FILE "set.flac" WAVE
-  TRACK 01 AUDIO
-    TITLE "Opening"
-    PERFORMER "Artist X"
-    INDEX 01 00:00:00
-  TRACK 02 AUDIO
-    TITLE "Peak Time"
-    INDEX 01 61:30:37
-"""
-
-
-async def test_cue_sheet_next_to_a_set_becomes_its_tracklist(
-    catalog: Catalog, library: Path
-) -> None:
-    set_path = audiogen.make_audio(library / "set.flac", seconds=0.5)
-    (library / "set.cue").write_text(CUE, encoding="cp1252")
-    await scan(catalog, library)
-    data = await info(catalog, set_path)
-    projection = (await catalog.recording_projections([data["recording_id"]]))[data["recording_id"]]
-    assert projection is not None
-    [tracklist] = projection.tracklists
-    assert tracklist["source"] == "cue"
-    assert tracklist["cue_file_path"] == str(library / "set.cue")
-    assert tracklist["tracks"] == [
-        {"number": 1, "title": "Opening", "artist": "Artist X", "start_time": 0.0},
-        # no PERFORMER in the track: the sheet's performer; 61 min 30 s 37 frames (1/75 s)
-        {"number": 2, "title": "Peak Time", "artist": "DJ One", "start_time": 3690 + 37 / 75},
-    ]

@@ -102,7 +102,10 @@ class GraphOutboxMixin(StoreBase):
                     if proj is not None:
                         proj.metadata[m.key] = m.value
                 for t in await conn.execute(
-                    select(tracklists).where(tracklists.c.recording_id.in_(chunk))
+                    select(tracklists).where(
+                        tracklists.c.recording_id.in_(chunk),
+                        tracklists.c.superseded_at.is_(None),  # history stays in the catalog
+                    )
                 ):
                     proj = out.get(t.recording_id)
                     if proj is not None:

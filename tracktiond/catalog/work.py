@@ -11,8 +11,8 @@
 - ``OrganiseQueue``: files that arrived in an inbox root, cataloged (and analysed, when the
   naming patterns use analysis fields), not yet moved into the library (``organise_queue``).
 - ``TracklistQueue``: tracklist sources (``tracklist_sources``): new or changed sheets and lists,
-  gone ones (to retire their tracklists), and ones waiting for their audio once a file in their
-  directory was cataloged after they were last looked at.
+  gone ones (to retire their tracklists), and ones waiting for their audio (or failed) once a
+  file in their directory was cataloged after they were last looked at.
 
 A new stage adds its queue here: its table and lease columns, what is due, and what a job is."""
 
@@ -263,10 +263,11 @@ class TracklistQueue(LeaseQueue[None, SourceJob]):
     def due(self, context: None) -> Select[Any]:
         t = tracklist_sources
         state = TracklistSourceState
-        # A sheet whose audio was not cataloged yet looks again once a file of its directory
-        # was cataloged since: no polling, and no re-read of sheets that wait for nothing new.
+        # A sheet whose audio was not cataloged yet (or that names a file not there) looks
+        # again once a file of its directory was cataloged since: no polling, and no re-read
+        # of sheets that wait for nothing new.
         woken = and_(
-            t.c.state == state.WAITING.value,
+            t.c.state.in_((state.WAITING.value, state.FAILED.value)),
             exists(
                 select(files.c.id).where(
                     files.c.dir == t.c.dir,

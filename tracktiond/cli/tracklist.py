@@ -12,14 +12,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import anyio
 import click
 
 from tracktiond.catalog.sources import SidecarSeen
 from tracktiond.catalog.store import Catalog
-from tracktiond.catalog.tracklistvalues import StoredEntry, StoredTracklist
+from tracktiond.catalog.tracklistvalues import StoredTracklist
 from tracktiond.cli.common import (
     EXIT_FAILURE,
     config_option,
@@ -30,6 +30,7 @@ from tracktiond.cli.common import (
 from tracktiond.config import Config
 from tracktiond.errors import FileJobError, TracktiondError
 from tracktiond.media.sidecar import sidecar_kind
+from tracktiond.tracklists.documents import recording_document
 
 T = TypeVar("T")
 
@@ -96,40 +97,6 @@ def _sidecars_under(paths: list[str]) -> tuple[list[SidecarSeen], list[str]]:
     return found, problems
 
 
-async def drain_sources(catalog: Catalog, config: Config) -> list[dict[str, Any]]:
-    """Read every due tracklist source now (the daemon's stage, run once)."""
-    from tracktiond.catalog.leases import LEASE, make_owner_id
-    from tracktiond.pipeline.stage import Finished
-    from tracktiond.pipeline.tracklisting import TracklistStage
-
-    stage = TracklistStage(catalog, config.tracklists)
-    owner = make_owner_id()
-    results: list[dict[str, Any]] = []
-    seen: set[int] = set()
-    while True:
-        jobs = [j for j in await stage.claim(owner, 32, LEASE) if j.id not in seen]
-        if not jobs:
-            break
-        for job in jobs:
-            seen.add(job.id)
-            read = await stage.process(job)
-            [event] = await stage.record(owner, [Finished(job, read, 0.0)])
-            results.append(
-                {
-                    "path": job.path,
-                    "outcome": event.outcome,
-                    "reason": event.reason,
-                    "recordings": [str(t.recording_id) for t in read.targets],
-                    "entries": sum(len(t.draft.entries) for t in read.targets),
-                    "matched": sum(
-                        1 for t in read.targets for m in t.matches if m.status == "matched"
-                    ),
-                }
-            )
-    await catalog.release_leases([owner])
-    return results
-
-
 @tracklist.command("import")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--to", "to_ref", default=None, help="Attach to this recording (uuid or path).")
@@ -160,7 +127,9 @@ async def tracklist_import(
         for seen in found:
             if encoding is not None:
                 await catalog.set_source_encoding(seen.path, encoding)
-        results = await drain_sources(catalog, config)
+        from tracktiond.pipeline.tracklisting import read_due_sources
+
+        results = await read_due_sources(catalog, config.tracklists)
         if as_json:
             click.echo(json.dumps({"sources": results, "problems": problems}, indent=2))
         else:
@@ -257,49 +226,6 @@ async def _import_manual(
 # ---- show --------------------------------------------------------------------------------
 
 
-def entry_json(stored: StoredEntry) -> dict[str, Any]:
-    e, m = stored.entry, stored.match
-    return {
-        "position": e.position,
-        "start": e.start,
-        "end": e.end,
-        "artist": e.artist,
-        "title": e.title,
-        "version": e.version,
-        "label": e.label,
-        "confidence": e.confidence,
-        "unknown": e.unknown,
-        "played_with": e.played_with,
-        "source_path": e.source_path,
-        "match": {
-            "status": m.status,
-            "score": round(m.score, 4) if m.score is not None else None,
-            "recording": str(m.recording_id) if m.recording_id else None,
-            "path": stored.path if m.status == "matched" else None,
-            "candidates": [c.as_json() for c in m.candidates],
-        },
-    }
-
-
-def tracklist_json(t: StoredTracklist) -> dict[str, Any]:
-    return {
-        "id": str(t.id),
-        "recording": str(t.recording_id),
-        "source": t.source,
-        "version": t.version,
-        "current": t.current,
-        "created_at": t.created_at.isoformat(),
-        "superseded_at": t.superseded_at.isoformat() if t.superseded_at else None,
-        "origin": t.origin,
-        "format": t.format,
-        "encoding": t.encoding,
-        "title": t.title,
-        "performer": t.performer,
-        "warnings": list(t.warnings),
-        "entries": [entry_json(s) for s in t.entries],
-    }
-
-
 def _print_tracklist(t: StoredTracklist) -> None:
     state = "current" if t.current else f"superseded {t.superseded_at:%Y-%m-%d %H:%M}"
     click.echo(f"{t.source} tracklist v{t.version} ({state}) from {t.origin or 'the catalog'}")
@@ -343,18 +269,8 @@ async def tracklist_show(
         found = await catalog.tracklists_of(rec_id, history=history)
         problems = await catalog.source_problems(recording_id=rec_id)
         if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "recording": str(rec_id),
-                        "path": path,
-                        "tracklists": [tracklist_json(t) for t in found],
-                        "problems": problems,
-                    },
-                    indent=2,
-                    ensure_ascii=False,
-                )
-            )
+            document = recording_document(rec_id, path, found, problems)
+            click.echo(json.dumps(document, indent=2, ensure_ascii=False))
             return 0
         click.echo(path)
         for p in problems:

@@ -211,6 +211,7 @@ class GraphBatch:
     tracklists: list[dict[str, Any]] = field(default_factory=list)
     tracks: dict[str, dict[str, str]] = field(default_factory=dict)
     track_links: list[dict[str, Any]] = field(default_factory=list)
+    track_recordings: list[dict[str, str]] = field(default_factory=list)  # Track IS Recording
 
     def add(self, p: RecordingProjection) -> None:
         uid = str(p.id)
@@ -260,6 +261,10 @@ class GraphBatch:
             tkey = normalize(artist) + " \u2013 " + normalize(title)
             self.tracks.setdefault(tkey, {"key": tkey, "title": title, "artist": artist})
             start = track.get("start_time")
+            matched = track.get("recording")
+            if isinstance(matched, str) and matched:
+                # The track of the set is this library recording (tracklist matching).
+                self.track_recordings.append({"key": tkey, "recording": matched})
             self.track_links.append(
                 {
                     "tracklist": tl_id,
@@ -293,6 +298,16 @@ def _detach_tracks(node_id: LiteralString) -> LiteralString:
         "UNWIND $uuids AS u "
         "MATCH (:Recording {uuid: u})-[:HAS_TRACKLIST]->(:Tracklist)-[c:CONTAINS_TRACK]->(t) "
         "DELETE c RETURN DISTINCT " + node_id + "(t) AS id"
+    )
+
+
+def _detach_identity(node_id: LiteralString) -> LiteralString:
+    # A Track IS a library recording as the tracklists of the recordings being written say:
+    # those edges are written again from the batch (a rematch may have changed them).
+    return (
+        "UNWIND $uuids AS u "
+        "MATCH (:Recording {uuid: u})-[:HAS_TRACKLIST]->(:Tracklist)-[:CONTAINS_TRACK]->(t)"
+        "-[i:IS]->(:Recording) DELETE i RETURN DISTINCT " + node_id + "(t) AS id"
     )
 
 
@@ -382,6 +397,11 @@ _WRITES: tuple[tuple[str | None, LiteralString], ...] = (
         "MERGE (l)-[c:CONTAINS_TRACK {position: row.position}]->(t) "
         "SET c.start_time = row.start_time",
     ),
+    (
+        "track_recordings",
+        "UNWIND $rows AS row MATCH (t:Track {key: row.key}), (r:Recording {uuid: row.recording}) "
+        "MERGE (t)-[:IS]->(r)",
+    ),
 )
 
 
@@ -395,7 +415,7 @@ async def write_batch(client: GraphClient, batch: GraphBatch) -> None:
     dialect = await client.connect()
     node_id = dialect.node_id
     candidates: list[Any] = []
-    for statement in (_detach_tracks(node_id), _detach(node_id)):
+    for statement in (_detach_identity(node_id), _detach_tracks(node_id), _detach(node_id)):
         for chunk in client.chunks(statement, batch.uuids):
             rows = await client.write(statement, {"uuids": chunk})
             candidates.extend(r["id"] for r in rows)

@@ -197,6 +197,8 @@ class _Reader:
             if track is not None and not track.indexes and self.file >= 0:
                 # Decided at the track's first INDEX: a source (rekordbox) when the timeline
                 # goes on, a new file (a FILE line put after TRACK) when times start over.
+                if self.pending_nested is not None:  # two in a row: the first was a file
+                    self.add_file(self.pending_nested)
                 self.pending_nested = f
             else:
                 self.add_file(f)
@@ -264,6 +266,9 @@ class _Reader:
             self.pending_nested = None
 
 
+_IDENTIFIER = re.compile(r"[A-Z][A-Z0-9_]*")
+
+
 def _lines(text: str) -> Iterator[tuple[int, str, str]]:
     for line_no, raw in enumerate(text.splitlines(), start=1):
         # Tabs are indentation or separators, never part of a value: one space each.
@@ -277,17 +282,28 @@ def _lines(text: str) -> Iterator[tuple[int, str, str]]:
 def parse_cue(text: str) -> ParsedCue:
     """Read a cue sheet's text. Raises CueSheetError (with the line) for what cannot be read."""
     reader = _Reader()
-    known = 0
+    first = True
     for line_no, keyword, rest in _lines(text):
+        if first and keyword not in _KNOWN and not _IDENTIFIER.fullmatch(_raw_keyword(text)):
+            # A pasted list or some other text named .cue: say so instead of reading on.
+            raise CueSheetError(
+                f"not a cue sheet: line {line_no} starts with {_raw_keyword(text)[:40]!r}"
+            )
+        first = False
         reader.command(line_no, keyword, rest)
-        if keyword in _KNOWN:
-            known += 1
-        elif known == 0 and line_no <= 3:
-            raise CueSheetError(f"not a cue sheet: line {line_no} starts with {keyword[:40]!r}")
     reader.close_track(0)
     if not reader.sheet.tracks:
         raise CueSheetError("not a cue sheet: it has no TRACK line")
     return ParsedCue(reader.sheet, tuple(reader.warnings))
+
+
+def _raw_keyword(text: str) -> str:
+    """The first word of the first line that is not blank or a comment, as written."""
+    for raw in text.splitlines():
+        line = raw.replace("\t", " ").strip().lstrip("\ufeff").strip()
+        if line and not line.startswith((";", "//")):
+            return line.split(" ", 1)[0]
+    return ""
 
 
 _KNOWN = frozenset(
@@ -338,18 +354,26 @@ def render_cue(sheet: CueSheet, *, newline: str = "\n") -> str:
     ):
         if value is not None:
             out.append(f"{keyword} {quote(value)}")
-    out.extend(f"{k} {clean(v)}".rstrip() for k, v in sheet.other)
+    # Unknown disc commands go after something known (the header, else the first FILE), so the
+    # sheet never starts with a line a reader could take for "not a cue sheet".
+    disc_other = [f"{k} {clean(v)}".rstrip() for k, v in sheet.other]
+    if out or not sheet.files:
+        out.extend(disc_other)
+        disc_other = []
     current = -1
     emitted: set[int] = set()
 
     def file_lines(number: int) -> list[str]:
         # Files no index lies in keep their place in the list: emitted before the next one.
+        nonlocal disc_other
         lines = []
         for n in range(number + 1):
             if n not in emitted:
                 f = sheet.files[n]
                 emitted.add(n)
                 lines.append(f"FILE {quote(f.name)} {clean(f.type)}".rstrip())
+                lines += disc_other
+                disc_other = []
         return lines
 
     for track in sheet.tracks:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 import anyio
 
-from tracktiond.catalog.leases import Backoff
+from tracktiond.catalog.leases import LEASE, Backoff, make_owner_id
 from tracktiond.catalog.store import Catalog
 from tracktiond.catalog.tracklistvalues import SourceJob
 from tracktiond.catalog.work import TracklistQueue
@@ -128,3 +129,35 @@ class TracklistStage(Stage[SourceJob, SourceRead]):
                 )
             )
         return events
+
+
+async def read_due_sources(catalog: Catalog, config: TracklistsConfig) -> list[dict[str, Any]]:
+    """Read every due tracklist source now, once (``tracklist import``; tests): the stage's own
+    claim, process and record, one source at a time, without a daemon."""
+    stage = TracklistStage(catalog, config)
+    owner = make_owner_id()
+    results: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    try:
+        while True:
+            jobs = [j for j in await stage.claim(owner, 32, LEASE) if j.id not in seen]
+            if not jobs:
+                return results
+            for job in jobs:
+                seen.add(job.id)
+                read = await stage.process(job)
+                [event] = await stage.record(owner, [Finished(job, read, 0.0)])
+                results.append(
+                    {
+                        "path": job.path,
+                        "outcome": event.outcome,
+                        "reason": event.reason,
+                        "recordings": [str(t.recording_id) for t in read.targets],
+                        "entries": sum(len(t.draft.entries) for t in read.targets),
+                        "matched": sum(
+                            1 for t in read.targets for m in t.matches if m.status == "matched"
+                        ),
+                    }
+                )
+    finally:
+        await catalog.release_leases([owner])

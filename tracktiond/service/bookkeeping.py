@@ -135,6 +135,9 @@ class Bookkeeping:
                     {"path": f.path, "status": f.error_class, "reason": f.reason}
                     for f in await catalog.tag_problems(10)
                 ]
+            tracklists: dict[str, dict[str, int]] = {}
+            if stages is not None and stages.tracklists is not None:
+                tracklists = await catalog.tracklist_counts()
             analysis: dict[str, int] = {}
             analysis_failures: list[Failure] = []
             if stages is not None and stages.analysis is not None:
@@ -156,6 +159,7 @@ class Bookkeeping:
             analysis=analysis,
             outbox_depth=outbox_depth,
             outbox_oldest_epoch=outbox_oldest.timestamp() if outbox_oldest else None,
+            tracklists=tracklists,
             taken=time.monotonic(),
         )
         self.tag_counts, self.tag_problems = tagging, tag_problems
@@ -176,6 +180,8 @@ class Bookkeeping:
 def _changes_graph(event: StageEvent) -> bool:
     if event.stage == "ingest":
         return event.outcome != "unchanged"
+    if event.stage == "tracklists":  # a new or retired tracklist version is in the outbox
+        return event.outcome in ("new", "retired")
     return event.stage == "analysis" and event.outcome == "done"
 
 

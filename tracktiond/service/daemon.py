@@ -285,13 +285,17 @@ class Daemon:
 
     def _routes(self) -> dict[str, Any]:
         from tracktiond.graph.registry import QUERIES
+        from tracktiond.service.tracklistroutes import PREFIX, PrefixRoutes, tracklists_handler
 
-        routes: dict[str, Any] = {
-            "/healthz": self._healthz,
-            "/readyz": self._readyz,
-            "/metrics": self._metrics,
-            "/status": self._status,
-        }
+        routes = PrefixRoutes(
+            {
+                "/healthz": self._healthz,
+                "/readyz": self._readyz,
+                "/metrics": self._metrics,
+                "/status": self._status,
+                PREFIX: tracklists_handler(lambda: self.catalog),
+            }
+        )
         routes.update({f"/graph/{query.route}": self._graph_query for query in QUERIES})
         return routes
 

@@ -48,6 +48,9 @@ class CatalogSnapshot:
     analysis: dict[str, int] = field(default_factory=dict)
     outbox_depth: int = 0
     outbox_oldest_epoch: float | None = None
+    # tracklist_counts(): current tracklists by source, their entries by match status,
+    # tracklist sources by state (empty when the tracklist stage is off)
+    tracklists: dict[str, dict[str, int]] = field(default_factory=dict)
     taken: float = 0.0
 
 
@@ -88,6 +91,7 @@ class _SnapshotCollector(Collector):
         for state, n in sorted(snap.analysis.items()):
             analysis.add_metric([state], n)
         yield analysis
+        yield from _tracklist_gauges(snap.tracklists)
         graph = self._graph()
         if graph is not None:
             yield GaugeMetricFamily(
@@ -126,6 +130,29 @@ class _SnapshotCollector(Collector):
             "Age of the oldest pending file (0 when the queue is empty).",
             value=age,
         )
+
+
+_TRACKLIST_GAUGES = (
+    ("tracklists", "tracktiond_tracklists", "Current tracklists by source.", "source"),
+    (
+        "entries",
+        "tracktiond_tracklist_entries",
+        "Entries of current tracklists by match (matched, ambiguous, possible, unmatched, "
+        "unknown).",
+        "match",
+    ),
+    ("sources", "tracktiond_tracklist_sources", "Tracklist sources by state.", "state"),
+)
+
+
+def _tracklist_gauges(counts: dict[str, dict[str, int]]) -> Iterable[Metric]:
+    if not counts:
+        return
+    for key, name, doc, label in _TRACKLIST_GAUGES:
+        gauge = GaugeMetricFamily(name, doc, labels=[label])
+        for value, n in sorted(counts.get(key, {}).items()):
+            gauge.add_metric([value], n)
+        yield gauge
 
 
 class Metrics:

@@ -13,6 +13,7 @@ The modules, in the order a tracklist goes through them:
 - ``exportdata``: the library's tracks and the sets with their tracklists, gathered once;
   ``rekordbox``, ``traktor``, ``playlists``: written for DJ software (rekordbox XML, Traktor
   NML) and players (M3U8);
+- ``documents``: a recording's tracklists as the JSON document the CLI and HTTP give;
 - ``safefile``: every file written atomically, never over someone else's.
 
 Imports ``catalog`` (the drafts and versions are its values), ``media``, ``errors`` and
