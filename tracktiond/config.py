@@ -105,8 +105,12 @@ class DatabaseConfig(_Section):
             return value
         try:
             url = make_url(value)
-        except ArgumentError as exc:
-            raise ValueError(f"not a database URL ({exc})") from None
+            url.port  # noqa: B018 (parsed lazily: a bad port surfaces only here)
+        except (ArgumentError, ValueError) as exc:
+            raise ValueError(
+                f"not a database URL ({exc}); a user name or password holding @ : / # ? or % "
+                "must be percent-encoded (%40 for @, %3A for :)"
+            ) from None
         driver = url.drivername
         if driver in ("sqlite", "sqlite+pysqlite"):
             driver = "sqlite+aiosqlite"
@@ -159,6 +163,8 @@ class TaggingConfig(_Section):
     key_notation: Literal["standard", "camelot", "openkey"] = "standard"
     # Also write the mood/energy estimate into this field (e.g. "MOOD"); empty: not written.
     energy_field: str = ""
+    # Also write tempi the analysis marked uncertain (low confidence; docs/analysis.md).
+    uncertain_bpm: bool = False
 
 
 class GraphConfig(_Section):
@@ -395,7 +401,11 @@ def config_from_mapping(
             {**data, "source": source, "state_dir": default_state_dir(env)}
         )
     except ValidationError as exc:
-        raise ConfigError(_describe(where, exc)) from None
+        message = _describe(where, exc)
+        if DATABASE_URL_ENV in env and "[database] url" in message:
+            # The URL came from the environment, not from the file the message names.
+            message = message.replace("[database] url", f"[database] url (from {DATABASE_URL_ENV})")
+        raise ConfigError(message) from None
     base = source.parent if source else Path.cwd()
     roots = [_resolve_root(p, base) for p in config.library.roots]
     library = config.library.model_copy(update={"roots": roots})

@@ -1,9 +1,13 @@
 """Accuracy of the analysis on generated audio with known ground truth (tests/support/signals.py).
 
-Tolerances are the field's usual ones: tempo Accuracy1 (within 4 %) on at least 95 % of the
-tempo set, the exact key on at least 90 % of the 24-key set, integrated loudness within 0.5 LU
-(EBU Tech 3341 itself asks ±0.1 LU of its test signals, which is asserted too), loudness range
-within ±1 LU of EBU Tech 3342's cases.
+Tolerances are the field's usual ones: tempo Accuracy1 (within 4 %) on every drum pattern of
+the tempo set at 60-200 BPM (off-beat hats, swing, shuffle and waltz included; half-time
+patterns, reported at their kick/snare level, within Accuracy2), the exact key on at least 95 %
+of the 24-key sets detuned by up to ±40 cents, integrated loudness within 0.5 LU (EBU Tech 3341
+itself asks ±0.1 LU of its test signals, which is asserted too), loudness range within ±1 LU of
+EBU Tech 3342's cases. The cases come from tests/support/accuracy_sets.py, which bench/accuracy.py
+runs in full (more tempi, real recordings, the peers); these are a fixed, smaller selection
+with other seeds than the ones the thresholds of tracktiond.analysis.metre were chosen on.
 
 Everything is generated and analysed once per module through a pool of two workers (the CI
 machine has two cores); generation runs in a thread while the workers analyse earlier files.
@@ -12,6 +16,7 @@ machine has two cores); generation runs in a thread while the workers analyse ea
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,20 +25,18 @@ import anyio
 import numpy as np
 import pytest
 
+from tests.support import accuracy_sets as sets
 from tests.support import signals
 from tracktiond.analysis import AnalysisPool, AnalysisResult, AnalysisSettings
-from tracktiond.media.keys import pitch_class
 
 pytestmark = pytest.mark.anyio
 
-TEMPI: tuple[float, ...] = tuple(round(float(b), 1) for b in np.geomspace(62.0, 196.0, 20))
-# The tempo set spans 62-196 BPM, so the preferred range is configured to cover it: a tempo
-# exactly on the range's lower edge would fold up an octave on a 0.1 BPM underestimate.
-TEMPO_SETTINGS = AnalysisSettings(bpm_min=60.0, bpm_max=200.0)
+TEMPI = sets.tempi(8)
 DEFAULT = AnalysisSettings()
 KEY_TIMBRES = ("saw", "piano")
-SWING = {"house": 0.0, "breakbeat": 0.1, "hiphop": 0.2}
-DRUM_TEMPI = (122.0, 95.0, 140.0, 174.0)
+# On the CI set the confidence must rank right tempi above wrong ones at least this well.
+AUC_FLOOR = 0.8
+LEVEL_KITS = tuple(k for k in signals.KITS + signals.TRAP_KITS if k != "halftime")
 
 
 @dataclass(frozen=True)
@@ -47,50 +50,10 @@ class Case:
 
 def _cases() -> list[Case]:
     cases: list[Case] = []
-    for k, kit in enumerate(signals.KITS):
-        for i, bpm in enumerate(TEMPI):
-            cases.append(
-                Case(
-                    f"tempo/{kit}/{bpm}",
-                    lambda b=bpm, kt=kit, s=100 * k + i: signals.drum_pattern(
-                        b, kt, seconds=20.0, seed=s, swing=SWING[kt]
-                    ),
-                    TEMPO_SETTINGS,
-                )
-            )
-    for timbre in KEY_TIMBRES:
-        for i, (tonic, mode) in enumerate(signals.KEYS):
-            cases.append(
-                Case(
-                    f"key/{timbre}/{tonic}/{mode}",
-                    lambda t=tonic, m=mode, tb=timbre, s=i: signals.chord_progression(
-                        t, m, tb, seconds=16.0, seed=s
-                    ),
-                )
-            )
-    for i, (tonic, mode) in enumerate(signals.KEYS):
-        # The same progressions under a drum loop, as dance music has them: kick drums put
-        # pitched energy where bass notes are, which a key estimate must not follow.
-        cases.append(
-            Case(
-                f"keydrums/{KEY_TIMBRES[i % 2]}/{tonic}/{mode}",
-                lambda t=tonic, m=mode, s=i: (
-                    0.6
-                    * signals.drum_pattern(
-                        DRUM_TEMPI[s % 4], signals.KITS[s % 3], seconds=16.0, seed=200 + s
-                    )
-                    + 0.4
-                    * signals.chord_progression(
-                        t,
-                        m,
-                        KEY_TIMBRES[s % 2],
-                        seconds=16.0,
-                        seed=s,
-                        chord_seconds=240.0 / DRUM_TEMPI[s % 4],
-                    )
-                ).astype(np.float32),
-            )
-        )
+    for case in sets.tempo_cases(len(TEMPI), seed=31):
+        cases.append(Case(case.name, case.make))
+    for case in sets.key_cases(KEY_TIMBRES) + sets.key_cases(KEY_TIMBRES, drums=True, step=2):
+        cases.append(Case(case.name, case.make))
     loudness: dict[str, Callable[[], signals.Signal]] = {
         "ebu1": lambda: signals.sine(20.0, -23.0),
         "ebu2": lambda: signals.sine(20.0, -33.0),
@@ -112,21 +75,17 @@ def _cases() -> list[Case]:
     for timbre in ("piano", "organ"):
         for i, bpm in enumerate((84.0, 128.0, 150.0)):
             # Drums with chords and a melody in time (a chord per bar, melody on the beats).
-            cases.append(
-                Case(
-                    f"mix/{timbre}/{bpm}",
-                    lambda b=bpm, tb=timbre, s=i: (
-                        0.6 * signals.drum_pattern(b, signals.KITS[s], seconds=20.0, seed=50 + s)
-                        + 0.4
-                        * signals.chord_progression(
-                            "D", "major", tb, seconds=20.0, seed=s, chord_seconds=240.0 / b
-                        )
-                    ).astype(np.float32),
-                    TEMPO_SETTINGS,
+            def mix(b: float = bpm, tb: str = timbre, sd: int = i) -> signals.Signal:
+                beat = signals.drum_pattern(b, signals.KITS[sd], seconds=20.0, seed=50 + sd)
+                harmony = signals.chord_progression(
+                    "D", "major", tb, seconds=20.0, seed=sd, chord_seconds=240.0 / b
                 )
-            )
-    cases.append(Case("fold/65", lambda: signals.drum_pattern(65.0, "breakbeat", seed=7)))
-    cases.append(Case("fold/190", lambda: signals.drum_pattern(190.0, "house", seed=8)))
+                return (0.6 * beat + 0.4 * harmony).astype(np.float32)
+
+            cases.append(Case(f"mix/{timbre}/{bpm}", mix))
+    # Outside the default 60-210 range only as a last resort: these levels are decided.
+    cases.append(Case("range/55", lambda: signals.drum_pattern(55.0, "breakbeat", seed=7)))
+    cases.append(Case("range/190", lambda: signals.drum_pattern(190.0, "house", seed=8)))
     cases.append(Case("beatless/held", lambda: signals.held_chord(20.0)))
     cases.append(Case("beatless/sine", lambda: signals.sine(20.0, -12.0, freq=440.0)))
     cases.append(Case("beatless/silence", lambda: np.zeros((20 * signals.RATE, 2), np.float32)))
@@ -170,66 +129,103 @@ def _within(measured: float | None, truth: float, tolerance: float = 0.04) -> bo
     return measured is not None and abs(measured - truth) <= tolerance * truth
 
 
-async def test_tempo_accuracy1_on_the_tempo_set(analysed: dict[str, AnalysisResult]) -> None:
+def _bpm(name: str) -> float:
+    return float(name.split("/")[2])
+
+
+async def test_tempo_accuracy1_on_every_kit(analysed: dict[str, AnalysisResult]) -> None:
     tempo = {k: v for k, v in analysed.items() if k.startswith("tempo/")}
-    assert len(tempo) == len(TEMPI) * len(signals.KITS) == 60
+    assert len(tempo) == len(TEMPI) * len(signals.KITS + signals.TRAP_KITS)
+    level = {k: v for k, v in tempo.items() if k.split("/")[1] in LEVEL_KITS}
     misses = {
         name: result.bpm
-        for name, result in tempo.items()
-        if not _within(result.bpm, float(name.rsplit("/", 1)[1]))
+        for name, result in level.items()
+        if sets.tempo_verdict(result.bpm, _bpm(name)) != "acc1"
     }
-    accuracy = 1 - len(misses) / len(tempo)
-    print(f"tempo Accuracy1: {accuracy:.1%} of {len(tempo)}; misses: {misses}")
-    assert accuracy >= 0.95, misses
+    print(f"tempo Accuracy1: {1 - len(misses) / len(level):.1%} of {len(level)}; misses: {misses}")
+    assert not misses
     for result in tempo.values():
         assert not result.beatless
         assert 0.0 <= result.bpm_confidence <= 1.0
 
 
+async def test_half_time_is_within_accuracy2(analysed: dict[str, AnalysisResult]) -> None:
+    # Kick on 1, snare on 3, hats on the beats: the kick/snare level (half the hats' tempo) is
+    # reported, a known convention difference, never a 2/3 or other error.
+    half = {k: v for k, v in analysed.items() if k.startswith("tempo/halftime/")}
+    assert len(half) == len(TEMPI)
+    verdicts = {name: sets.tempo_verdict(r.bpm, _bpm(name)) for name, r in half.items()}
+    assert all(v != "miss" for v in verdicts.values()), verdicts
+
+
+async def test_confidence_separates_right_from_wrong(
+    analysed: dict[str, AnalysisResult],
+) -> None:
+    right: list[float] = []
+    wrong: list[float] = []
+    for name, result in analysed.items():
+        if not name.startswith(("tempo/", "mix/")) or result.bpm is None:
+            continue
+        truth = _bpm(name) if name.startswith("tempo/") else float(name.rsplit("/", 1)[1])
+        ok = sets.tempo_verdict(result.bpm, truth) == "acc1"
+        (right if ok else wrong).append(result.bpm_confidence)
+    auc = sets.roc_auc(right, wrong)
+    print(f"confidence: {len(right)} right, {len(wrong)} wrong, ROC AUC {auc}")
+    assert wrong, "the set is meant to contain hard cases"
+    assert auc is not None and auc >= AUC_FLOOR, (auc, sorted(wrong), sorted(right)[:10])
+
+
 async def test_tempo_of_drums_with_harmony(analysed: dict[str, AnalysisResult]) -> None:
     mix = {k: v for k, v in analysed.items() if k.startswith("mix/")}
     assert len(mix) == 6
-    misses = {n: r.bpm for n, r in mix.items() if not _within(r.bpm, float(n.rsplit("/", 1)[1]))}
-    assert len(misses) <= 1, misses
+    misses = {
+        n: r.bpm
+        for n, r in mix.items()
+        if sets.tempo_verdict(r.bpm, float(n.rsplit("/", 1)[1])) != "acc1"
+    }
+    assert not misses, misses
 
 
-async def test_key_accuracy_on_all_24_keys_in_two_timbres(
+def _key_right(name: str, result: AnalysisResult) -> bool:
+    _, _, tonic, mode, _cents = name.split("/")
+    return (
+        sets.key_relation(
+            (result.key_tonic, result.key_mode) if result.key_tonic and result.key_mode else None,
+            (tonic, mode),
+        )
+        == "exact"
+    )
+
+
+async def test_key_accuracy_on_all_24_keys_detuned(
     analysed: dict[str, AnalysisResult],
 ) -> None:
     key = {k: v for k, v in analysed.items() if k.startswith("key/")}
     assert len(key) == 24 * len(KEY_TIMBRES)
-    wrong: dict[str, str | None] = {}
-    for name, result in key.items():
-        _, timbre, tonic, mode = name.split("/")
-        right = (
-            result.key_tonic is not None
-            and pitch_class(result.key_tonic) == pitch_class(tonic)
-            and result.key_mode == mode
-        )
-        if not right:
-            wrong[name] = result.key
+    wrong = {name: result.key for name, result in key.items() if not _key_right(name, result)}
     accuracy = 1 - len(wrong) / len(key)
     print(f"key accuracy: {accuracy:.1%} of {len(key)}; wrong: {wrong}")
-    assert accuracy >= 0.90, wrong
+    assert accuracy >= 0.95, wrong
     for timbre in KEY_TIMBRES:
         per_timbre = [n for n in wrong if n.startswith(f"key/{timbre}/")]
-        assert len(per_timbre) <= 0.15 * 24, (timbre, per_timbre)
+        assert len(per_timbre) <= 0.1 * 24, (timbre, per_timbre)
+
+
+async def test_tuning_is_measured(analysed: dict[str, AnalysisResult]) -> None:
+    for name, result in analysed.items():
+        if name.startswith("key/"):
+            cents = float(name.rsplit("/", 1)[1].rstrip("c"))
+            expected = 440.0 * 2 ** (cents / 1200)
+            # ±5 cents: half a fine bin, and the piano's stretched partials pull a little sharp.
+            assert abs(1200 * np.log2(result.tuning_frequency / expected)) <= 6.0, name
 
 
 async def test_key_accuracy_under_drums(analysed: dict[str, AnalysisResult]) -> None:
     key = {k: v for k, v in analysed.items() if k.startswith("keydrums/")}
     assert len(key) == 24
-    wrong = {
-        name: result.key
-        for name, result in key.items()
-        if not (
-            result.key_tonic is not None
-            and pitch_class(result.key_tonic) == pitch_class(name.split("/")[2])
-            and result.key_mode == name.split("/")[3]
-        )
-    }
+    wrong = {name: result.key for name, result in key.items() if not _key_right(name, result)}
     print(f"key accuracy under drums: {1 - len(wrong) / len(key):.1%}; wrong: {wrong}")
-    assert len(wrong) <= 0.1 * len(key), wrong
+    assert len(wrong) <= 0.05 * len(key), wrong
 
 
 @pytest.mark.parametrize(
@@ -281,11 +277,11 @@ async def test_sample_peak_and_replaygain(analysed: dict[str, AnalysisResult]) -
     assert result.to_metadata()["analysis.replaygain_track_gain"] == "5.00 dB"
 
 
-async def test_default_range_folds_half_and_double_time(
+async def test_the_default_range_does_not_move_decided_tempi(
     analysed: dict[str, AnalysisResult],
 ) -> None:
-    assert _within(analysed["fold/65"].bpm, 130.0)
-    assert _within(analysed["fold/190"].bpm, 95.0)
+    assert sets.tempo_verdict(analysed["range/55"].bpm, 55.0) == "acc1"
+    assert sets.tempo_verdict(analysed["range/190"].bpm, 190.0) == "acc1"
 
 
 @pytest.mark.parametrize(
@@ -325,7 +321,7 @@ async def test_long_recording_tempo_curve(analysed: dict[str, AnalysisResult]) -
 
 
 async def test_short_recordings_have_no_curve(analysed: dict[str, AnalysisResult]) -> None:
-    result = analysed["fold/65"]
+    result = analysed["range/55"]
     assert result.tempo_curve == []
     assert result.bpm_start is None and result.tempo_stability is None
     assert not result.variable_tempo
@@ -337,8 +333,8 @@ async def test_results_are_complete_and_json_safe(analysed: dict[str, AnalysisRe
         for key, value in result.to_metadata().items():
             assert key.startswith("analysis."), key
             assert value and "nan" not in value.lower() and "inf" not in value.lower(), (name, key)
-        for value in (result.loudness_integrated, result.danceability, result.energy):
-            assert math.isfinite(value), name
+        for number in (result.loudness_integrated, result.danceability, result.energy):
+            assert math.isfinite(number), name
         assert 0.0 <= result.energy <= 1.0 and 0.0 <= result.valence <= 1.0
         assert result.mood in ("energetic", "tense", "calm", "melancholic")
         assert result.mood_source == "descriptors"
@@ -349,18 +345,30 @@ async def test_mood_orders_energy_sensibly(analysed: dict[str, AnalysisResult]) 
     # A loud, fast drum loop is more energetic than a quiet held chord.
     assert analysed[f"tempo/house/{TEMPI[-2]}"].energy > analysed["beatless/held"].energy
     # Major progressions read as more positive than minor ones in the same timbre.
-    major = np.mean(
-        [
-            r.valence
-            for n, r in analysed.items()
-            if n.startswith("key/piano/") and n.endswith("/major")
-        ]
-    )
-    minor = np.mean(
-        [
-            r.valence
-            for n, r in analysed.items()
-            if n.startswith("key/piano/") and n.endswith("/minor")
-        ]
-    )
-    assert major > minor
+    for timbre in KEY_TIMBRES:
+        by_mode = {
+            mode: np.mean(
+                [
+                    r.valence
+                    for n, r in analysed.items()
+                    if n.startswith(f"key/{timbre}/") and n.split("/")[3] == mode
+                ]
+            )
+            for mode in ("major", "minor")
+        }
+        assert by_mode["major"] > by_mode["minor"], (timbre, by_mode)
+
+
+async def test_danceability_and_mood_spread(analysed: dict[str, AnalysisResult]) -> None:
+    # A saturated or constant feature is a bug: over this varied set danceability must spread
+    # over its range without sitting at its ceiling, and no mood may take nearly everything.
+    values = np.array([r.danceability for r in analysed.values()])
+    assert float(values.max()) < 3.0
+    low, high = np.percentile(values, [10, 90])
+    assert high - low >= 1.0, (low, high)
+    moods = Counter(r.mood for r in analysed.values())
+    assert len(moods) == 4, moods
+    assert max(moods.values()) <= 0.6 * len(analysed), moods
+    # Drum loops dance more than held chords and tones.
+    loops = np.mean([r.danceability for n, r in analysed.items() if n.startswith("tempo/house/")])
+    assert loops > analysed["beatless/held"].danceability

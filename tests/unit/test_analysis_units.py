@@ -169,6 +169,21 @@ def test_windows_keep_every_block_once() -> None:
     assert np.array_equal(acc.short_term(), whole_s)
 
 
+def test_uncertain_tempo_is_not_tagged_unless_asked() -> None:
+    from tracktiond.pipeline.tagging import values_from_analysis
+
+    sure = _result().to_dict()
+    unsure = _result(bpm_uncertain=True, bpm_confidence=0.3).to_dict()
+    assert values_from_analysis(sure, with_energy=False).bpm == 128.04
+    assert values_from_analysis(unsure, with_energy=False).bpm is None
+    assert values_from_analysis(unsure, with_energy=False, uncertain_bpm=True).bpm == 128.04
+    assert values_from_analysis(unsure, with_energy=False).key_tonic == "A"  # the rest stays
+    # Results stored by version 1 have no flag: their tempo is written as before.
+    old = {k: v for k, v in sure.items() if k != "bpm_uncertain"}
+    assert values_from_analysis(old, with_energy=False).bpm == 128.04
+    assert _result(bpm_uncertain=True).to_metadata()["analysis.bpm_uncertain"] == "true"
+
+
 # -- tempo ----------------------------------------------------------------------------------------
 
 

@@ -97,6 +97,9 @@ async def analyze(files: tuple[Path, ...], config_path: Path | None, as_json: bo
     "--dry-run", is_flag=True, help="Print what would change, file by file; write nothing."
 )
 @click.option("--overwrite", is_flag=True, default=None, help="Replace values the files hold.")
+@click.option(
+    "--uncertain-bpm", is_flag=True, default=None, help="Also write tempi marked uncertain."
+)
 @handled
 async def tag(
     paths: tuple[Path, ...],
@@ -104,6 +107,7 @@ async def tag(
     as_json: bool,
     dry_run: bool,
     overwrite: bool | None,
+    uncertain_bpm: bool | None,
 ) -> int:
     """Write analysis results (BPM, key, ReplayGain) into the tags of cataloged files.
 
@@ -122,6 +126,8 @@ async def tag(
     options = options_from_config(config.tagging)
     if overwrite:
         options = dataclasses.replace(options, overwrite=True)
+    if uncertain_bpm:
+        options = dataclasses.replace(options, uncertain_bpm=True)
     targets: list[str] = []
     for p in paths:
         targets += await anyio.to_thread.run_sync(_audio_files_under, absolute_path(str(p)))
@@ -136,7 +142,11 @@ async def tag(
             file_id, analysis, fingerprint = found
             job = TagJob(file_id, path, analysis, f"{fingerprint}:{options_fingerprint(options)}")
             if dry_run:
-                values = values_from_analysis(analysis, with_energy=bool(options.energy_field))
+                values = values_from_analysis(
+                    analysis,
+                    with_energy=bool(options.energy_field),
+                    uncertain_bpm=options.uncertain_bpm,
+                )
                 result = await anyio.to_thread.run_sync(plan_tag_write, path, values, options)
                 status = "would write" if result.changes else "unchanged"
                 if result.error or result.skipped_reason:

@@ -39,16 +39,23 @@ def options_from_config(config: TaggingConfig) -> TagWriteOptions:
         overwrite=config.overwrite,
         key_notation=config.key_notation,
         energy_field=config.energy_field or None,
+        uncertain_bpm=config.uncertain_bpm,
     )
 
 
 def options_fingerprint(options: TagWriteOptions) -> str:
     text = f"{options.overwrite}|{options.key_notation}|{options.energy_field}"
+    if options.uncertain_bpm:  # appended only when set: existing fingerprints stay valid
+        text += "|uncertain-bpm"
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def values_from_analysis(result: dict[str, Any], *, with_energy: bool) -> TagValues:
-    """The tag values an analysis result calls for (AnalysisResult.to_dict() form)."""
+def values_from_analysis(
+    result: dict[str, Any], *, with_energy: bool, uncertain_bpm: bool = False
+) -> TagValues:
+    """The tag values an analysis result calls for (AnalysisResult.to_dict() form).
+
+    A tempo the analysis marked uncertain is left out unless ``uncertain_bpm``."""
 
     def number(key: str) -> float | None:
         value = result.get(key)
@@ -58,7 +65,9 @@ def values_from_analysis(result: dict[str, Any], *, with_energy: bool) -> TagVal
     has_key = isinstance(tonic, str) and isinstance(mode, str)
     mood = result.get("mood")
     return TagValues(
-        bpm=None if result.get("beatless") else number("bpm"),
+        bpm=None
+        if result.get("beatless") or (result.get("bpm_uncertain") and not uncertain_bpm)
+        else number("bpm"),
         key_tonic=tonic if has_key else None,
         key_mode=mode if has_key else None,
         replaygain_track_gain=number("replaygain_track_gain"),
@@ -81,7 +90,11 @@ class TagWrite:
 def write_file_tags(job: TagJob, options: TagWriteOptions) -> TagWrite:
     """Write one file's tags and re-read it (blocking: run it on a worker thread)."""
     try:
-        values = values_from_analysis(job.analysis, with_energy=options.energy_field is not None)
+        values = values_from_analysis(
+            job.analysis,
+            with_energy=options.energy_field is not None,
+            uncertain_bpm=options.uncertain_bpm,
+        )
     except ValueError as exc:  # an analysis value no tag can hold (NaN, 0 BPM): write nothing
         return TagWrite(
             "failed", TagWriteResult(path=job.path, error=f"analysis values not writable: {exc}")

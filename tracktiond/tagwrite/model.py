@@ -52,6 +52,9 @@ class TagWriteOptions:
     key_notation: Notation = "standard"
     energy_field: str | None = None  # "MOOD", "ENERGY", ... or None: energy is not written
     new_id3_version: Literal[3, 4] = 4  # for files that have no ID3 tag yet; others keep theirs
+    # Also write a BPM the analysis marked uncertain (bpm_uncertain); by default such a tempo
+    # is left out of the tags, since a wrong BPM in a DJ's tags is worse than none.
+    uncertain_bpm: bool = False
 
     def __post_init__(self) -> None:
         if self.key_notation not in NOTATIONS:
