@@ -41,8 +41,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     exists,
+    type_coerce,
     func,
     insert,
     or_,
@@ -65,7 +67,7 @@ from tracktiond.catalog.models import (
     tracklists,
     utcnow,
 )
-from tracktiond.catalog.upkeep import _drop_if_orphan, _repoint_recordings, _touch_graph
+from tracktiond.catalog.upkeep import _drop_if_orphan, _touch_graph
 from tracktiond.catalog.values import to_int64
 
 # A plan whose owner has not beaten for this long (on another host) is taken over.
@@ -300,7 +302,8 @@ class OrganiseMixin(StoreBase):
                             files.c.mtime_ns,
                             files.c.inode,
                             files.c.device,
-                            files.c.recording_id,
+                            # Raw, not parsed into UUIDs: only used to match the metadata rows.
+                            type_coerce(files.c.recording_id, String).label("recording_id"),
                             recordings.c.format,
                             recordings.c.sha256_hash,
                         )
@@ -315,18 +318,24 @@ class OrganiseMixin(StoreBase):
                 if not rows:
                     return
                 metadata: dict[Any, dict[str, str]] = {}
+                # SQLite hands the ids back as hex text (compared as text); asyncpg as UUIDs.
+                rec_column = (
+                    type_coerce(metadata_entries.c.recording_id, String)
+                    if self.dialect == "sqlite"
+                    else metadata_entries.c.recording_id
+                )
                 rec_ids = list({r.recording_id for r in rows if r.recording_id is not None})
                 for ids in _chunks(rec_ids, IN_CHUNK):
                     result = await conn.execute(
                         select(
-                            metadata_entries.c.recording_id,
+                            type_coerce(metadata_entries.c.recording_id, String).label("rec"),
                             metadata_entries.c.key,
                             metadata_entries.c.value,
                             metadata_entries.c.source,
-                        ).where(metadata_entries.c.recording_id.in_(ids))
+                        ).where(rec_column.in_(ids))
                     )
                     for m in result:
-                        entry = metadata.setdefault(m.recording_id, {})
+                        entry = metadata.setdefault(m.rec, {})
                         # Tags win over stream properties of the same name; analysis keys are
                         # prefixed and never collide.
                         if m.source == "tags" or m.key not in entry:
@@ -575,61 +584,87 @@ class OrganiseMixin(StoreBase):
             )
             if not held.rowcount:
                 return False
-            for s in steps:
-                assert s.id is not None
+            ids = [s.id for s in steps]
+            for chunk in _chunks(ids, IN_CHUNK):
                 await conn.execute(
                     update(organise_steps)
-                    .where(organise_steps.c.id == s.id)
-                    .values(state=state, original=s.original, updated_at=now)
+                    .where(organise_steps.c.id.in_(chunk))
+                    .values(state=state, updated_at=now)
                 )
+            for s in steps:
+                if s.original is not None:
+                    await conn.execute(
+                        update(organise_steps)
+                        .where(organise_steps.c.id == s.id)
+                        .values(original=s.original)
+                    )
         return True
 
     async def finish_steps(self, plan_id: int, owner: str, outcomes: Sequence[StepOutcome]) -> None:
         """Record what the disk now says for each step, and bring the catalog along: a moved
-        audio file's row takes its new place, a moved cue sheet its tracklist's path."""
+        audio file's row takes its new place, a moved cue sheet its tracklist's path. A few
+        statements per batch, whatever its size: per-row round trips would dominate."""
+        if not outcomes:
+            return
         now = utcnow()
+        params = []
+        moves: list[tuple[int, str, str, tuple[int, int, int, int, int]]] = []
+        sheets: list[tuple[str, str]] = []
+        for o in outcomes:
+            s = o.step
+            done = o.state == StepState.DONE and o.stat is not None
+            params.append(
+                {
+                    "b_id": s.id,
+                    "b_state": o.state,
+                    "b_reason": o.reason,
+                    "b_method": o.method or s.method,
+                    "b_rewritten": o.rewritten_sha256 or s.rewritten_sha256,
+                    "b_removed": o.removed_dirs or s.removed_dirs,
+                    "b_created": o.created_dirs or s.created_dirs,
+                    "b_inode": to_int64(o.stat[3]) if done and o.stat else s.moved_inode,
+                    "b_device": to_int64(o.stat[4]) if done and o.stat else s.moved_device,
+                }
+            )
+            moved_to = {StepState.DONE: s.target, StepState.UNDONE: s.source}.get(o.state)
+            if moved_to is None or s.source == s.target:
+                continue
+            moved_from = s.source if o.state == StepState.DONE else s.target
+            if s.kind == "audio" and s.file_id is not None and o.stat is not None:
+                moves.append((s.file_id, moved_from, moved_to, o.stat))
+            elif s.kind == "sidecar" and moved_to.lower().endswith(".cue"):
+                sheets.append((moved_from, moved_to))
+        step_update = (
+            update(organise_steps)
+            .where(organise_steps.c.id == bindparam("b_id"))
+            .values(
+                state=bindparam("b_state"),
+                reason=bindparam("b_reason"),
+                method=bindparam("b_method"),
+                rewritten_sha256=bindparam("b_rewritten"),
+                removed_dirs=bindparam("b_removed", type_=JSONVariant),
+                created_dirs=bindparam("b_created", type_=JSONVariant),
+                moved_inode=bindparam("b_inode"),
+                moved_device=bindparam("b_device"),
+                updated_at=now,
+            )
+        )
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(organise_plans)
                 .where(organise_plans.c.id == plan_id, organise_plans.c.owner == owner)
                 .values(heartbeat=now)
             )
-            touched: set[uuid.UUID] = set()
-            for o in outcomes:
-                s = o.step
-                values: dict[str, Any] = {
-                    "state": o.state,
-                    "reason": o.reason,
-                    "updated_at": now,
-                }
-                if o.method is not None:
-                    values["method"] = o.method
-                if o.rewritten_sha256 is not None:
-                    values["rewritten_sha256"] = o.rewritten_sha256
-                if o.removed_dirs:
-                    values["removed_dirs"] = o.removed_dirs
-                if o.created_dirs:
-                    values["created_dirs"] = o.created_dirs
-                if o.state == StepState.DONE and o.stat is not None:
-                    values["moved_inode"] = to_int64(o.stat[3])
-                    values["moved_device"] = to_int64(o.stat[4])
-                await conn.execute(
-                    update(organise_steps).where(organise_steps.c.id == s.id).values(**values)
+            await conn.execute(step_update, params)
+            touched = await _move_file_rows(conn, moves)
+            for moved_from, moved_to in sheets:
+                result = await conn.execute(
+                    update(tracklists)
+                    .where(tracklists.c.cue_file_path == moved_from)
+                    .values(cue_file_path=moved_to)
+                    .returning(tracklists.c.recording_id)
                 )
-                moved_to = {StepState.DONE: s.target, StepState.UNDONE: s.source}.get(o.state)
-                if moved_to is None or s.source == s.target:
-                    continue
-                moved_from = s.source if o.state == StepState.DONE else s.target
-                if s.kind == "audio" and s.file_id is not None and o.stat is not None:
-                    touched |= await _move_file_row(conn, s.file_id, moved_from, moved_to, o.stat)
-                elif s.kind == "sidecar" and moved_to.lower().endswith(".cue"):
-                    result = await conn.execute(
-                        update(tracklists)
-                        .where(tracklists.c.cue_file_path == moved_from)
-                        .values(cue_file_path=moved_to)
-                        .returning(tracklists.c.recording_id)
-                    )
-                    touched |= {r.recording_id for r in result}
+                touched |= {r.recording_id for r in result}
             await _touch_graph(conn, touched)
 
     # -- the inbox queue -------------------------------------------------------------------
@@ -708,56 +743,88 @@ class OrganiseMixin(StoreBase):
             )
 
 
-async def _move_file_row(
-    conn: AsyncConnection,
-    file_id: int,
-    old: str,
-    new: str,
-    stat: tuple[int, int, int, int, int],
+async def _move_file_rows(
+    conn: AsyncConnection, moves: Sequence[tuple[int, str, str, tuple[int, int, int, int, int]]]
 ) -> set[uuid.UUID]:
-    """The file row ``file_id`` is now at ``new``: path, directory and stat, same recording."""
+    """Each file row ``file_id`` is now at its new path: path, directory and stat, same
+    recording (whose primary path follows when it was the old one)."""
+    if not moves:
+        return set()
     now = utcnow()
     touched: set[uuid.UUID] = set()
-    # A row already at the new path is a location record of something no longer there (a file
+    ids = [m[0] for m in moves]
+    # A row already at a new path is a location record of something no longer there (a file
     # deleted long ago, or the walk of a racing reconcile that saw the file arrive): the file at
     # that place now is this one.
-    others = (
-        await conn.execute(
-            delete(files)
-            .where(files.c.path == new, files.c.id != file_id)
-            .returning(files.c.recording_id)
-        )
-    ).all()
-    for r in others:
-        if r.recording_id is not None:
-            await _drop_if_orphan(conn, r.recording_id)
-            touched.add(r.recording_id)
-    size, mtime_ns, ctime_ns, inode, device = stat
-    result = await conn.execute(
+    for chunk in _chunks(moves, IN_CHUNK // 2):
+        others = (
+            await conn.execute(
+                delete(files)
+                .where(
+                    files.c.path.in_([m[2] for m in chunk]),
+                    files.c.id.not_in([m[0] for m in chunk]),
+                )
+                .returning(files.c.recording_id)
+            )
+        ).all()
+        for r in others:
+            if r.recording_id is not None:
+                await _drop_if_orphan(conn, r.recording_id)
+                touched.add(r.recording_id)
+    recording_of: dict[int, Any] = {}
+    for chunk in _chunks(ids, IN_CHUNK):
+        for r in await conn.execute(
+            select(files.c.id, files.c.recording_id).where(files.c.id.in_(chunk))
+        ):
+            recording_of[r.id] = r.recording_id
+    await conn.execute(
         update(files)
-        .where(files.c.id == file_id)
+        .where(files.c.id == bindparam("b_id"))
         .values(
-            path=new,
-            dir=os.path.dirname(new),
-            size=size,
-            mtime_ns=mtime_ns,
-            ctime_ns=ctime_ns,
-            inode=to_int64(inode),
-            device=to_int64(device),
+            path=bindparam("b_path"),
+            dir=bindparam("b_dir"),
+            size=bindparam("b_size"),
+            mtime_ns=bindparam("b_mtime"),
+            ctime_ns=bindparam("b_ctime"),
+            inode=bindparam("b_inode"),
+            device=bindparam("b_device"),
             state=FileState.CATALOGED.value,
             missing_since=None,
             last_seen=now,
             updated_at=now,
-        )
-        .returning(files.c.recording_id)
+        ),
+        [
+            {
+                "b_id": file_id,
+                "b_path": new,
+                "b_dir": os.path.dirname(new),
+                "b_size": st[0],
+                "b_mtime": st[1],
+                "b_ctime": st[2],
+                "b_inode": to_int64(st[3]),
+                "b_device": to_int64(st[4]),
+            }
+            for file_id, _old, new, st in moves
+        ],
     )
-    rec = result.scalar()
-    if rec is not None:
+    primaries = [
+        {
+            "b_rec": recording_of[file_id],
+            "b_old": old,
+            "b_new": new,
+            "b_name": os.path.basename(new),
+        }
+        for file_id, old, new, _st in moves
+        if recording_of.get(file_id) is not None
+    ]
+    if primaries:
         await conn.execute(
             update(recordings)
-            .where(recordings.c.id == rec, recordings.c.file_path == old)
-            .values(file_path=new, file_name=os.path.basename(new), updated_at=now)
+            .where(
+                recordings.c.id == bindparam("b_rec"), recordings.c.file_path == bindparam("b_old")
+            )
+            .values(file_path=bindparam("b_new"), file_name=bindparam("b_name"), updated_at=now),
+            primaries,
         )
-        await _repoint_recordings(conn, [rec])
-        touched.add(rec)
+    touched |= {p["b_rec"] for p in primaries}
     return touched

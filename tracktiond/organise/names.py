@@ -28,6 +28,7 @@ Each level goes through the same steps, in this order (the order matters):
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import unicodedata
@@ -151,6 +152,7 @@ def _attaches(ch: str) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=65536)  # artist and album levels repeat across a library
 def directory_name(raw: str, rules: NameRules) -> str:
     name = fit(clean(raw, rules), rules.max_name_bytes, rules.name_chars, portable=rules.portable)
     return _validated(name or REPLACEMENT, rules)

@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 
 from tracktiond.catalog.plans import OrganiseSource, StepRow, StepState
 from tracktiond.catalog.values import to_int64
+from tracktiond.media.formats import is_candidate
 from tracktiond.organise import cuefile
 from tracktiond.organise.fields import FileFacts
 from tracktiond.organise.names import NameRules, UnsafeName, filesystem_rules, name_key, target_path
 from tracktiond.organise.patterns import MissingField
 from tracktiond.organise.settings import Settings
 from tracktiond.organise.sidecars import (
-    SIDECAR_EXTENSIONS,
     is_cover,
     list_dir,
     printable,
@@ -78,6 +78,7 @@ class Planner:
         self._claimed: set[str] = set()
         self._rules: dict[str, NameRules] = {}
         self._entries: dict[str, list[str]] = {}
+        self._stem_index: dict[str, dict[str, list[str]]] = {}
         self._moved_from: dict[str, list[_Moved]] = {}  # source dir -> audio moved out of it
         self._sidecars_from: dict[str, set[str]] = {}  # source dir -> sidecar names moving
         self._moved_by_path: dict[str, _Moved] = {}
@@ -105,6 +106,15 @@ class Planner:
         if entries is None:
             entries = self._entries[directory] = list_dir(directory)
         return entries
+
+    def _stems(self, directory: str) -> dict[str, list[str]]:
+        stems = self._stem_index.get(directory)
+        if stems is None:
+            stems = {}
+            for entry in self._list(directory):
+                stems.setdefault(stem_of(entry), []).append(entry)
+            self._stem_index[directory] = stems
+        return stems
 
     def _skip(
         self, path: str, reason: str, kind: str = "audio", file_id: int | None = None
@@ -188,14 +198,14 @@ class Planner:
             )
             return
         directory, name = os.path.split(path)
-        entries = self._list(directory)
-        sidecars = sidecars_of(name, entries) if self.settings.sidecars else []
+        stems = self._stems(directory)
+        # Only names sharing the stem can be sidecars: no scan of the whole directory per file.
+        nearby = stems.get(stem_of(name), []) + stems.get(name, [])
+        sidecars = sidecars_of(name, nearby) if self.settings.sidecars else []
         shared = [
             e
-            for e in entries
-            if e != name
-            and stem_of(e) == stem_of(name)
-            and e.rpartition(".")[2].lower() not in SIDECAR_EXTENSIONS
+            for e in stems.get(stem_of(name), [])
+            if e != name and is_candidate(e)  # another audio file of the same stem
         ]
         if shared:
             # Set.flac and Set.mp3 share Set.cue: it stays, unless named Set.flac.cue.
