@@ -23,6 +23,7 @@ from tests.support import audiogen
 from tracktiond.analysis import AnalysisFailed, AnalysisPool, AnalysisSettings
 from tracktiond.analysis.pool import bounded_duration, probe_duration
 from tracktiond.catalog import Catalog
+from tracktiond.cli.commands import _print_summary
 from tracktiond.errors import FailureClass
 from tracktiond.pipeline.scan import Scanner
 
@@ -221,3 +222,17 @@ async def test_empty_file_says_so(pool: AnalysisPool, tmp_path: Path) -> None:
         await pool.analyze(str(path), SETTINGS, duration_hint=1.0)
     assert caught.value.failure_class is FailureClass.BAD_INPUT
     assert caught.value.reason == "empty file (0 bytes)"
+
+
+async def test_a_rescan_says_which_failures_it_did_not_retry(
+    catalog: Catalog, library: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settled(audiogen.make_broken(library / "noise.flac", "garbage"))
+    first = await Scanner(catalog, concurrency=2).scan([str(library)])
+    assert (first.counts["failed"], first.counts["failed_not_retried"]) == (1, 0)
+    again = await Scanner(catalog, concurrency=2).scan([str(library)])
+    assert (again.counts["failed"], again.counts["failed_not_retried"]) == (1, 1)
+    _print_summary(again, as_json=False)
+    assert (
+        "1 failed (1 unchanged since they failed earlier, not retried)" in capsys.readouterr().out
+    )

@@ -129,6 +129,15 @@ def _print_summary(summary: ScanSummary, as_json: bool) -> None:
     shown = ["new", "changed", "moved", "duplicate", "missing", "unchanged", "failed"]
     shown += [k for k in ("deferred", "analysed", "analysis_failed") if data[k]]
     counts = ", ".join(f"{data[k]} {k.replace('_', ' ')}" for k in shown)
+    if data["failed_not_retried"]:
+        # A rescan reports files that failed before and have not changed since: say so, or
+        # "failed: 152" reads as 152 new failures.
+        counts = counts.replace(
+            f"{data['failed']} failed",
+            f"{data['failed']} failed ({data['failed_not_retried']} unchanged since they failed "
+            "earlier, not retried)",
+            1,
+        )
     click.echo(
         f"scanned {data['files_seen']} files in {data['elapsed_seconds']:.1f} s "
         f"({data['files_per_second']:.0f} files/s, "

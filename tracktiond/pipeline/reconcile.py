@@ -90,6 +90,7 @@ class ScanSummary:
             "missing",
             "unchanged",
             "failed",
+            "failed_not_retried",
             "deferred",
             "analysed",
             "analysis_failed",
@@ -297,6 +298,8 @@ class Reconciler:
         self.summary.count(Outcome.UNCHANGED, len(unchanged) + len(restored))
         self.summary.count(Outcome.MOVED, len(moved))
         self.summary.count(Outcome.FAILED, len(failures) + len(still_failed))
+        # Of those, the ones failed before and unchanged since: reported, but not tried again.
+        self.summary.count("failed_not_retried", len(still_failed))
         self.summary.count("queued", len(queued))
         self.progress.queued(len(queued))
         if queued and self.on_queued is not None:
