@@ -27,13 +27,13 @@ from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tracktiond.catalog import Catalog  # noqa: E402
-from tracktiond.catalog.models import files, metadata_entries, recordings, utcnow  # noqa: E402
-from tracktiond.config import config_from_mapping  # noqa: E402
-from tracktiond.organise.journal import Journal, apply_plan  # noqa: E402
-from tracktiond.organise.plans import Planner  # noqa: E402
-from tracktiond.organise.settings import settings_from_config  # noqa: E402
-from tracktiond.pipeline.scan import Scanner  # noqa: E402
+from tracktiond.catalog import Catalog
+from tracktiond.catalog.models import files, metadata_entries, recordings, utcnow
+from tracktiond.config import config_from_mapping
+from tracktiond.organise.journal import Journal, apply_plan
+from tracktiond.organise.plans import Planner
+from tracktiond.organise.settings import settings_from_config
+from tracktiond.pipeline.scan import Scanner
 
 PATTERN = "{albumartist|artist}/{album}/{track:02} {title}"
 

@@ -44,11 +44,11 @@ from sqlalchemy import (
     bindparam,
     delete,
     exists,
-    type_coerce,
     func,
     insert,
     or_,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
