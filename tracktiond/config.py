@@ -165,8 +165,6 @@ class TaggingConfig(_Section):
     energy_field: str = ""
     # Also write tempi the analysis marked uncertain (low confidence; docs/analysis.md).
     uncertain_bpm: bool = False
-    # Also write tempi the analysis marked uncertain (low confidence; docs/analysis.md).
-    uncertain_bpm: bool = False
 
 
 class GraphConfig(_Section):
