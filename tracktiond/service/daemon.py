@@ -285,17 +285,15 @@ class Daemon:
 
     def _routes(self) -> dict[str, Any]:
         from tracktiond.graph.registry import QUERIES
-        from tracktiond.service.tracklistroutes import PREFIX, PrefixRoutes, tracklists_handler
+        from tracktiond.service.tracklistroutes import PREFIX, tracklists_handler
 
-        routes = PrefixRoutes(
-            {
-                "/healthz": self._healthz,
-                "/readyz": self._readyz,
-                "/metrics": self._metrics,
-                "/status": self._status,
-                PREFIX: tracklists_handler(lambda: self.catalog),
-            }
-        )
+        routes: dict[str, Any] = {
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            "/metrics": self._metrics,
+            "/status": self._status,
+            PREFIX: tracklists_handler(lambda: self.catalog),  # and every path under it
+        }
         routes.update({f"/graph/{query.route}": self._graph_query for query in QUERIES})
         return routes
 

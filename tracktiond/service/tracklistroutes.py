@@ -3,13 +3,13 @@
 ``{recording}`` is a recording's uuid or the percent-encoded path of one of its files
 (``/tracklists/%2Fmusic%2Fsets%2Fset.flac``); the answer is the document of
 ``tracklist show --json`` (tracktiond.tracklists.documents), 404 for an unknown recording.
-The server routes exact paths; ``PrefixRoutes`` lets a route ending in "/" own what is under it.
+The route is registered as ``/tracklists/``: the server gives a route ending in "/" every path
+under it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 from urllib.parse import unquote
 
 from tracktiond.catalog.store import Catalog
@@ -17,17 +17,6 @@ from tracktiond.service.webserver import Request, Response
 from tracktiond.tracklists.documents import recording_document
 
 PREFIX = "/tracklists/"
-
-
-class PrefixRoutes(dict[str, Any]):
-    """Exact routes, then the longest route ending in "/" that the path starts with."""
-
-    def get(self, path: str, default: Any = None) -> Any:
-        found = super().get(path)
-        if found is not None:
-            return found
-        prefixes = [k for k in self if k.endswith("/") and path.startswith(k) and path != k]
-        return super().get(max(prefixes, key=len)) if prefixes else default
 
 
 def tracklists_handler(

@@ -123,6 +123,12 @@ class Request:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+def _under_route(routes: dict[str, Handler], path: str) -> Handler | None:
+    """A route ending in "/" also serves the paths under it (``/tracklists/{recording}``)."""
+    owners = [r for r in routes if r.endswith("/") and path.startswith(r) and len(path) > len(r)]
+    return routes[max(owners, key=len)] if owners else None
+
+
 def _normalize_host(host: str) -> str | None:
     """Accept "[::1]" as well as "::1" (config files and URLs bracket IPv6 literals)."""
     if host.startswith("[") and host.endswith("]"):
@@ -447,7 +453,7 @@ class HttpServer:
 
     async def dispatch(self, request: Request) -> Response:
         """Route one request to its handler, turning failures into 404/405/500."""
-        handler = self._routes.get(request.path)
+        handler = self._routes.get(request.path) or _under_route(self._routes, request.path)
         if handler is None:
             return Response.text("not found\n", 404)
         if request.method not in ALLOWED_METHODS:
