@@ -26,6 +26,10 @@ class ConfigError(TracktiondError):
     """The configuration is invalid; the message names the file, the key and what was expected."""
 
 
+class InputNotFound(TracktiondError):
+    """A file or directory named on the command line does not exist."""
+
+
 class CatalogError(TracktiondError):
     """The catalog database failed us for a reason of its own, not because of the statement.
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import timedelta
 from pathlib import Path
 
+import anyio
 import click
 
 from tracktiond.catalog.store import Catalog
@@ -23,7 +25,7 @@ from tracktiond.cli.common import (
 )
 from tracktiond.cli.progress import ScanProgressBar
 from tracktiond.config import load_config
-from tracktiond.errors import ConfigError, TracktiondError
+from tracktiond.errors import ConfigError, InputNotFound, TracktiondError
 from tracktiond.pipeline.reconcile import ScanSummary, absolute_path
 from tracktiond.pipeline.scan import Scanner
 
@@ -38,18 +40,45 @@ def check_config(config_path: Path | None, as_json: bool) -> None:
     try:
         config = load_config(config_path)
     except ConfigError as exc:
+        if as_json:  # a script asked for JSON: it gets JSON, on stdout, with the exit code
+            click.echo(json.dumps({"valid": False, "error": str(exc)}, indent=2))
+            sys.exit(EXIT_CONFIG)
         _fail(EXIT_CONFIG, str(exc))
         return
-    data = {"source": str(config.source) if config.source else None, **config.redacted()}
+    source = str(config.source) if config.source else None
+    if not config.library.roots:
+        click.echo(
+            f"warning: {source or 'built-in defaults'}: [library] roots is empty: "
+            "`tracktiond run` would watch nothing",
+            err=True,
+        )
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps({"valid": True, "source": source, **config.redacted()}, indent=2))
         return
-    click.echo(f"# configuration from {data['source'] or 'built-in defaults'}: valid")
+    click.echo(f"# configuration from {source or 'built-in defaults'}: valid")
     for section, values in config.redacted().items():
         click.echo(f"[{section}]")
         for key, value in values.items():
-            click.echo(f"{key} = {json.dumps(value)}")
+            # TOML has no null: an unset value is shown as a comment, so the output stays a
+            # valid configuration file.
+            click.echo(f"# {key} is unset" if value is None else f"{key} = {_toml(value)}")
         click.echo()
+
+
+def _toml(value: object) -> str:
+    """A TOML literal for a configuration value (strings, numbers, booleans, lists, tables)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = ", ".join(f"{json.dumps(str(k))} = {_toml(v)}" for k, v in value.items())
+        return "{" + (f" {items} " if items else "") + "}"
+    return json.dumps(str(value))
 
 
 @click.group("db")
@@ -94,6 +123,13 @@ async def scan(
 ) -> int:
     """Catalog every audio file under PATHS (default: the configured roots) and exit."""
     config = load_command_config(config_path)
+    # A path given on the command line that is not there is a mistake, not an unmounted
+    # drive (which a configured root may be: that one is a warning).
+    missing = await anyio.to_thread.run_sync(
+        lambda: [p for p in paths if not os.path.lexists(absolute_path(str(p)))]
+    )
+    if missing:
+        raise InputNotFound(f"{missing[0]}: no such file or directory")
     targets = [str(p) for p in paths] or [str(p) for p in config.library.roots]
     if not targets:
         raise ConfigError(
@@ -143,8 +179,7 @@ def _print_summary(summary: ScanSummary, as_json: bool) -> None:
         f"({data['files_per_second']:.0f} files/s, "
         f"{data['megabytes_per_second']:.1f} MB/s): {counts}"
     )
-    for warning in summary.warnings:
-        click.echo(f"warning: {warning}", err=True)
+    # The warnings themselves were logged as they happened (stderr), once.
     if data["failed"]:
         click.echo("see `tracktiond status` for the reasons files could not be cataloged")
 

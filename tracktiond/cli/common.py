@@ -26,11 +26,18 @@ import anyio
 import click
 
 from tracktiond.config import Config, load_config
-from tracktiond.errors import CatalogConflict, CatalogUnavailable, ConfigError, TracktiondError
-from tracktiond.service.logs import setup_logging
+from tracktiond.errors import (
+    CatalogConflict,
+    CatalogUnavailable,
+    ConfigError,
+    InputNotFound,
+    TracktiondError,
+)
+from tracktiond.service.logs import LogFormat, default_format, setup_logging
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
+EXIT_NOINPUT = 66  # sysexits EX_NOINPUT: a path given on the command line is not there
 EXIT_UNAVAILABLE = 69
 EXIT_TEMPFAIL = 75
 EXIT_CONFIG = 78
@@ -41,6 +48,7 @@ _EXIT_CODES: tuple[tuple[type[TracktiondError], int], ...] = (
     (ConfigError, EXIT_CONFIG),
     (CatalogUnavailable, EXIT_UNAVAILABLE),
     (CatalogConflict, EXIT_TEMPFAIL),
+    (InputNotFound, EXIT_NOINPUT),
     (TracktiondError, EXIT_FAILURE),
 )
 
@@ -112,5 +120,8 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
 
 def load_command_config(config_path: Path | None) -> Config:
     config = load_config(config_path)
-    setup_logging(config.daemon.log_level if config.daemon.log_level != "info" else "warning")
+    # A command talks to a person (or a script reading its stdout): plain lines on stderr,
+    # JSON logs are the daemon's (journald fields when run by systemd, e.g. from a timer).
+    fmt: LogFormat = "journal" if default_format() == "journal" else "human"
+    setup_logging(config.daemon.log_level if config.daemon.log_level != "info" else "warning", fmt)
     return config

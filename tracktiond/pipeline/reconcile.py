@@ -74,6 +74,11 @@ class ScanSummary:
     elapsed: float = 0.0
     warnings: list[str] = field(default_factory=list)
 
+    def warn(self, message: str, path: str | None = None) -> None:
+        """Something the user should hear about: logged once, and kept for the summary."""
+        self.warnings.append(message)
+        log.warning("%s", message, extra={"path": path} if path else None)
+
     def count(self, outcome: Outcome | str, n: int = 1) -> None:
         self.counts[str(outcome)] += n
 
@@ -161,8 +166,7 @@ class Reconciler:
         looks exactly like that, and its files must not all be marked missing."""
         for root in roots:
             if await anyio.to_thread.run_sync(_path_kind, root) == "none":
-                self.summary.warnings.append(f"{root}: not found; nothing under it was changed")
-                log.warning("root %s not found; its catalog entries are left as they are", root)
+                self.summary.warn(f"{root}: not found; nothing under it was changed", root)
                 continue
             await self.reconcile([root])
 
@@ -281,8 +285,7 @@ class Reconciler:
         failures = [f for f in batch.failures if not f.is_dir]
         for f in batch.failures:
             if f.is_dir:
-                self.summary.warnings.append(f"{f.path}: {f.reason}")
-                log.warning("%s: %s", f.path, f.reason, extra={"path": f.path})
+                self.summary.warn(f"{f.path}: {f.reason}", f.path)
             else:
                 log.info("cannot catalog %s: %s", f.path, f.reason, extra={"path": f.path})
         queued += await self.catalog.relocate(moved)

@@ -171,7 +171,7 @@ class Scanner:
                 await self.catalog.release_leases([self.heartbeat.owner])
         if self._arriving:
             self.summary.count(Outcome.DEFERRED, len(self._arriving))
-            self.summary.warnings.append(
+            self.summary.warn(
                 f"{len(self._arriving)} file(s) still being written, left pending: they are read "
                 "once they have settled (by the daemon, or the next scan)"
             )
