@@ -156,9 +156,11 @@ class Reconciler:
                 await self._reconcile_dir(root)
             elif kind == "file" and sidecar_kind(root) is not None:
                 await self._reconcile_sidecar(root)
-            elif kind == "file":
-                continue  # reconciled above
-            else:
+        # Vanished paths last: a directory renamed is its old path gone and its new one come,
+        # and once the new one is reconciled its files are found moved (by inode), so the old
+        # one has nothing left to mark missing (not "11 missing, 11 moved" for one rename).
+        for root, kind in zip(paths, kinds, strict=True):
+            if kind not in ("dir", "file"):
                 await self._vanished(root)
 
     async def reconcile_roots(self, roots: Sequence[str]) -> None:
