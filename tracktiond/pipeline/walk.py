@@ -51,6 +51,14 @@ class Walker:
         self.visited_dirs: set[str] = set()
         self.unlisted_dirs: set[str] = set()  # could not be listed: their files are not missing
         self._seen_inodes: set[tuple[int, int]] = set()
+        self._real_root: str | None = None
+
+    def _inside(self, link: str) -> bool:
+        """Whether the symbolic link ``link`` points at a file under this walk's root."""
+        if self._real_root is None:
+            self._real_root = os.path.realpath(self.root)
+        target = os.path.realpath(link)
+        return target == self._real_root or target.startswith(self._real_root.rstrip("/") + "/")
 
     def batches(self) -> Iterator[DirBatch]:
         stack = [self.root]
@@ -137,7 +145,9 @@ class Walker:
         if not stat.S_ISREG(st.st_mode):
             batch.failures.append(WalkFailure(path, directory, "not a regular file"))
             return None
-        if entry.is_symlink() and not self.follow_symlinks:
+        if entry.is_symlink() and (not self.follow_symlinks or self._inside(path)):
+            # A link to a file this walk reaches anyway is an alias, not a copy: cataloging it
+            # would list the one file as a duplicate recording of itself.
             return None
         return Observed(
             path=path,
