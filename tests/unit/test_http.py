@@ -11,12 +11,16 @@ import errno
 import http.client
 import json
 import logging
+import os
 import socket
+import statistics
+import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -37,6 +41,15 @@ async def status_handler(request: Request) -> Response:
 
 async def healthz_handler(request: Request) -> Response:
     return Response.text("ok\n")
+
+
+async def readyz_handler(request: Request) -> Response:
+    return Response.text("ready\n")
+
+
+async def slow_handler(request: Request) -> Response:
+    await anyio.sleep(0.6)
+    return Response.text("late but fine\n")
 
 
 async def metrics_handler(request: Request) -> Response:
@@ -68,6 +81,8 @@ ROUTES: dict[str, Handler] = {
     "/hang": hanging_handler,
     "/status": status_handler,
     "/healthz": healthz_handler,
+    "/readyz": readyz_handler,
+    "/slow": slow_handler,
     "/metrics": metrics_handler,
     "/echo path": echo_handler,
     "/echo": echo_handler,
@@ -406,18 +421,263 @@ async def test_keep_alive_connection_is_closed_when_idle() -> None:
     assert reply.status == 200
 
 
-async def test_connections_beyond_the_limit_wait_for_a_slot() -> None:
-    async with running(max_connections=1, request_timeout=1.0) as server:
+async def test_the_request_head_has_its_own_shorter_deadline() -> None:
+    async with running(head_timeout=0.3, request_timeout=30) as server:
+        port = server.bound_port
+        async with await anyio.connect_tcp(LOCALHOST, port) as stream:
+            started = time.monotonic()
+            await stream.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never finished
+            raw = await read_until_eof(stream, timeout=5)
+            stalled = time.monotonic() - started
+        async with await anyio.connect_tcp(LOCALHOST, port) as idle:
+            started = time.monotonic()
+            silent = await read_until_eof(idle, timeout=5)
+            idled = time.monotonic() - started
+        # The head deadline covers the head only: a handler may take longer than it.
+        slow = await fetch(port, "/slow")
+    (reply,) = parse_replies(raw)
+    assert reply.status == 408
+    assert 0.25 <= stalled < 5  # the head deadline, far short of the 30 s request deadline
+    assert silent == b"" and idled < 5
+    assert slow.status == 200
+
+
+async def test_an_idle_connection_gives_up_its_slot_to_a_new_one() -> None:
+    # Deadlines far longer than the test: only eviction can free the slot in time.
+    async with running(max_connections=1, head_timeout=30, request_timeout=60) as server:
         port = server.bound_port
         async with await anyio.connect_tcp(LOCALHOST, port) as hog:
             await anyio.sleep(0.1)  # let the server accept it and give it the only slot
             started = time.monotonic()
             reply = await fetch(port, "/healthz")
             waited = time.monotonic() - started
-            assert await read_until_eof(hog, timeout=5) == b""
+            assert await read_until_eof(hog, timeout=5) == b""  # closed without a word
+        assert server.shed_connections == 1
     assert reply.status == 200
-    # The second client could only be served once the first one's idle timeout freed the slot.
+    assert waited < 5
+
+
+async def test_the_connection_waiting_longest_on_its_client_is_evicted_first() -> None:
+    async with (
+        running(max_connections=2, head_timeout=30, request_timeout=60) as server,
+        await anyio.connect_tcp(LOCALHOST, server.bound_port) as trickler,
+    ):
+        port = server.bound_port
+        await trickler.send(b"G")
+        await anyio.sleep(0.2)
+        async with await anyio.connect_tcp(LOCALHOST, port) as idle:
+            await anyio.sleep(0.2)
+            # A byte now does not make the older connection look fresh: its wait for this
+            # request began first.
+            await trickler.send(b"E")
+            await anyio.sleep(0.1)
+            reply = await fetch(port, "/healthz")
+            assert await read_until_eof(trickler, timeout=5) == b""
+            with pytest.raises(TimeoutError):
+                await read_until_eof(idle, timeout=0.3)  # still open, still served
+            await idle.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            (kept,) = parse_replies(await read_until_eof(idle))
+    assert reply.status == 200
+    assert kept.status == 200
+
+
+async def test_at_the_limit_queued_idle_connections_are_turned_away_and_requests_served() -> None:
+    async with running(max_connections=2, head_timeout=30, request_timeout=60) as server:
+        port = server.bound_port
+        # Blocking connects and sends, no await: the server runs only once all are queued.
+        holders = [socket.create_connection((LOCALHOST, port)) for _ in range(2)]
+        await anyio.sleep(0.2)  # both slots taken by connections that send nothing
+        idle = [socket.create_connection((LOCALHOST, port)) for _ in range(20)]
+        probe = socket.create_connection((LOCALHOST, port))
+        probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        last = socket.create_connection((LOCALHOST, port))  # connects, then writes a moment later
+        try:
+            await anyio.sleep(0.2)
+            last.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            async with await anyio.abc.SocketStream.from_socket(probe) as stream:
+                (answered,) = parse_replies(await read_until_eof(stream))
+            async with await anyio.abc.SocketStream.from_socket(last) as stream:
+                (served_last,) = parse_replies(await read_until_eof(stream))
+            closed = [await anyio.to_thread.run_sync(_closed_within, sock, 5) for sock in idle]
+        finally:
+            for sock in (*holders, *idle):
+                sock.close()
+    assert answered.status == 200
+    assert served_last.status == 200  # the end of the queue keeps its chance to write
+    assert all(closed)  # idle with others behind them: closed on accept
+    # 20 turned away, and the two holders evicted for the probe and the last one
+    assert server.shed_connections == 22
+
+
+def _closed_within(sock: socket.socket, timeout: float) -> bool:
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+async def test_connections_beyond_the_limit_wait_while_every_slot_runs_a_handler() -> None:
+    async with running(max_connections=1, request_timeout=1.0) as server:
+        port = server.bound_port
+        async with anyio.create_task_group() as tg:
+            hung: list[Reply] = []
+
+            async def hang() -> None:
+                hung.append(await fetch(port, "/hang"))
+
+            tg.start_soon(hang)
+            await anyio.sleep(0.2)  # the only slot now runs a handler that never answers
+            started = time.monotonic()
+            reply = await fetch(port, "/healthz")
+            waited = time.monotonic() - started
+    assert reply.status == 200
+    # A running handler is not evicted: the probe waited in the backlog until the handler's
+    # deadline (1 s after its request) turned it into a 503 and freed the slot.
     assert waited >= 0.5
+    assert [r.status for r in hung] == [503]
+
+
+class Flood:
+    """Hostile clients on raw sockets, kept up by a thread: `idle` connections that send nothing
+    and `slow` ones that send one byte of a never-ending request head a second. A connection the
+    server closes is opened again at the next tick, so the flood does not thin out while the
+    server is probed: every tick brings a fresh wave of connections to accept."""
+
+    HEAD = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
+
+    def __init__(self, port: int, idle: int, slow: int, tick: float = 1.0) -> None:
+        self._port = port
+        self._tick = tick
+        self._idle: list[socket.socket | None] = [None] * idle
+        self._slow: list[socket.socket | None] = [None] * slow
+        self._sent = [0] * slow
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="http-flood", daemon=True)
+        self.reconnects = 0
+
+    def __enter__(self) -> Flood:
+        self._fill()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        for sock in (*self._idle, *self._slow):
+            if sock is not None:
+                sock.close()
+
+    def _connect(self) -> socket.socket:
+        # Loopback connects complete in the kernel's backlog, whether or not the server
+        # has accepted anything yet.
+        sock = socket.create_connection((LOCALHOST, self._port), timeout=5)
+        sock.setblocking(False)
+        return sock
+
+    def _fill(self) -> None:
+        for i, sock in enumerate(self._idle):
+            if sock is None:
+                self._idle[i] = self._connect()
+        for i, sock in enumerate(self._slow):
+            if sock is None:
+                self._slow[i] = self._connect()
+                self._sent[i] = 0  # a new connection starts a new request head
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._tick):
+            for i, sock in enumerate(self._idle):
+                if sock is not None and _closed_by_peer(sock):
+                    sock.close()
+                    self._idle[i] = None
+                    self.reconnects += 1
+            for i, sock in enumerate(self._slow):
+                if sock is None:
+                    continue
+                n = self._sent[i]
+                byte = self.HEAD[n : n + 1] or b"a"
+                try:
+                    sock.send(byte)
+                    self._sent[i] = n + 1
+                except OSError:  # reset or closed by the server
+                    sock.close()
+                    self._slow[i] = None
+                    self.reconnects += 1
+            self._fill()
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False  # open, nothing to read
+    except OSError:
+        return True  # reset
+
+
+def _server_side_sockets(port: int) -> int:
+    """This process's open sockets whose local end is `port`, the listener not counted: the
+    connections the server holds a descriptor for. Those still in the kernel's backlog have
+    no descriptor yet (inode 0) and are not counted either."""
+    ours = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            ours.add(target[len("socket:[") : -1])
+    held = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].rpartition(":")[2], 16)
+        listening = fields[3] == "0A"
+        if local_port == port and not listening and fields[9] in ours:
+            # A set: the kernel writes this table in pieces while sockets come and go, so a
+            # row can be read twice.
+            held.add(fields[9])
+    return len(held)
+
+
+@pytest.mark.slow
+async def test_health_answers_within_a_second_under_500_idle_and_500_slow_clients() -> None:
+    """Issue 14, defect 10: 150 partial connections used to delay /healthz by ~20 s.
+
+    The server runs with the daemon's settings (the defaults). The bound is a functional
+    requirement, not a benchmark: an answer is typically a few tens of milliseconds here, so
+    1 s leaves room for a loaded 2-core machine (docs/daemon.md, "The HTTP server").
+    """
+    async with running() as server:
+        port = server.bound_port
+        limit = 64  # HttpServer's default max_connections, which the daemon uses
+        with Flood(port, idle=500, slow=500) as flood:
+            # The first probes queue behind the whole flood in the kernel's backlog; the later
+            # ones meet the slow clients mid-head and the waves of reconnections.
+            latencies: dict[str, list[float]] = {"/healthz": [], "/readyz": []}
+            most_open = most_sockets = 0
+            for _ in range(5):
+                for path, seen in latencies.items():
+                    started = time.monotonic()
+                    reply = await fetch(port, path)
+                    seen.append(time.monotonic() - started)
+                    assert reply.status == 200
+                    most_open = max(most_open, server.open_connections)
+                    most_sockets = max(most_sockets, _server_side_sockets(port))
+                await anyio.sleep(0.7)  # probe at other points of the flood's tick
+            reconnects = flood.reconnects
+    worst = {path: max(seen) for path, seen in latencies.items()}
+    typical = {path: statistics.median(seen) for path, seen in latencies.items()}
+    assert all(t < 1.0 for t in worst.values()), (worst, typical)
+    # The flood was real: the server kept closing its connections to make room, and the
+    # clients kept coming back.
+    assert server.shed_connections > 1000 - limit
+    assert reconnects > 0
+    # ...and neither tasks nor descriptors grew with it: at most `limit` connections with a
+    # slot (and a task), plus two accepted and not yet placed on the one listening socket.
+    assert most_open <= limit
+    assert limit / 2 <= most_sockets <= limit + 2
 
 
 async def test_port_in_use_raises_oserror_naming_the_address() -> None:
@@ -489,6 +749,8 @@ def test_server_rejects_bad_settings() -> None:
         HttpServer(LOCALHOST, 0, ROUTES, max_connections=0)
     with pytest.raises(ValueError):
         HttpServer(LOCALHOST, 0, ROUTES, request_timeout=0)
+    with pytest.raises(ValueError, match="head_timeout"):
+        HttpServer(LOCALHOST, 0, ROUTES, head_timeout=float("nan"))
     with pytest.raises(ValueError):
         HttpServer(LOCALHOST, 70000, ROUTES)
     with pytest.raises(RuntimeError):

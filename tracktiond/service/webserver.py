@@ -9,14 +9,23 @@ Robustness rules, because this port is what systemd, Prometheus and users poke a
 
 - Only GET and HEAD are served (405 with `Allow` otherwise); unknown paths get 404.
 - A handler that raises gets a 500, its traceback is logged, and the server carries on.
-- Each request/response exchange must complete within `request_timeout` seconds, counted from
-  the moment the server starts waiting for the request; an idle keep-alive connection is closed
-  silently, a client that stalls mid-request gets 408, then the connection is closed.
-- At most `max_connections` connections are served at once. Extra connections *wait*: the
-  server stops picking new ones up (each listening socket holds at most one accepted connection
-  waiting for a slot; the rest stay in the kernel's backlog) until a slot frees up. A health
-  probe therefore sees a slow answer under a flood rather than a refusal, and neither tasks nor
-  file descriptors grow with the flood. The request timeout bounds how long a slot can be held.
+- Two deadlines. The request head must be complete within `head_timeout` seconds of the server
+  starting to wait for it (the first request on a connection, or the next one on a keep-alive
+  connection); the whole exchange, head, body and answer, within `request_timeout`. An idle
+  connection is closed silently when its head deadline passes; a client that stalls mid-request
+  gets 408, then the connection is closed.
+- At most `max_connections` connections are open at once, and a connection that is waiting on
+  its client does not keep a new one out. When every slot is taken, the next connection takes
+  the slot of the one that has waited longest on its client (for a request, or for reading the
+  answer): that one is closed without a word. A connection still queued in the kernel's backlog
+  with others behind it, that has not sent its whole request head by the time it is accepted, is
+  closed at once instead (an accept, a peek and a close: no task, no transport), so a flood of
+  idle connections is drained at the speed of the kernel, not of Python. Only when every slot is
+  busy running a handler do new connections *wait*: the server stops picking them up (each
+  listening socket holds at most two accepted connections waiting; the rest stay in the backlog)
+  until a handler finishes or its deadline passes. So idle, slow and stalled clients, however
+  many, delay a health probe by no more than draining the backlog queued before it, and neither
+  tasks nor file descriptors grow with a flood.
 - Request bodies carry no meaning here: a small one is read and discarded (so keep-alive keeps
   working), a large one is refused with 413 and the connection is closed.
 - Malformed requests get 400 (or h11's more specific hint, such as 431) and the connection is
@@ -29,13 +38,16 @@ from __future__ import annotations
 import json as jsonlib
 import logging
 import math
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate
+from enum import Enum, auto
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import h11
 from anyio.streams.stapled import MultiListener
 
@@ -61,6 +73,10 @@ LINGER_SECONDS = 1.0
 LATE_RESPONSE_SECONDS = 1.0
 # Back-off after accept() fails (e.g. out of file descriptors), so the loop does not spin.
 ACCEPT_RETRY_SECONDS = 0.5
+# Connections taken from the backlog between two turns of the event loop.
+ACCEPT_BURST = 32
+# A flood closes connections by the hundred a second; one log line a minute says it is happening.
+SHED_LOG_INTERVAL = 60.0
 
 # Framing and connection-management headers are the server's business; a handler that set them
 # could contradict the body actually sent, so they are refused when the Response is built.
@@ -168,28 +184,86 @@ def _parse_request(event: h11.Request) -> Request:
     )
 
 
+class _Head(Enum):
+    """What a just-accepted connection has sent so far."""
+
+    READY = auto()  # a whole request head (or more than a head may hold: h11 will say 431)
+    NOT_YET = auto()  # nothing, or part of a head
+    GONE = auto()  # closed or reset before we got to it
+
+
+def _buffered_head(sock: socket.socket) -> _Head:
+    """Peek, without reading or waiting, at what the client has already sent."""
+    try:
+        data = sock.recv(MAX_HEADER_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return _Head.NOT_YET
+    except OSError:
+        return _Head.GONE
+    if not data:
+        return _Head.GONE
+    # h11 also accepts bare LF line endings, so a blank line is either form.
+    if b"\n\r\n" in data or b"\n\n" in data or len(data) >= MAX_HEADER_BYTES:
+        return _Head.READY
+    return _Head.NOT_YET
+
+
 class _PeerGone(Exception):
     """The client reset or closed the connection; there is nobody left to answer."""
 
 
-class _Connection:
-    """One client connection: a loop of h11 request/response cycles."""
+class _Cycle(Enum):
+    """How one request/response cycle ended."""
 
-    def __init__(self, server: HttpServer, stream: anyio.abc.SocketStream) -> None:
+    KEEP_ALIVE = auto()
+    CLOSE = auto()
+    HEAD_TIMEOUT = auto()
+
+
+class _Connection:
+    """One client connection: a loop of h11 request/response cycles.
+
+    `waiting_since` is what the connection cap evicts by: the loop time at which the connection
+    began its current wait on the client (for a request, or for it to take the answer), None
+    while a handler runs for it. It is set when a wait begins, not at each byte, so a client
+    that trickles a byte a second ages like one that sends nothing.
+    """
+
+    def __init__(self, server: HttpServer, stream: anyio.abc.SocketStream, slots: _Slots) -> None:
         self._server = server
         self._stream = stream
+        self._slots = slots
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
         self._linger = False
+        self.waiting_since: float | None = anyio.current_time()
+        # Created now, entered by the connection's task: an eviction may come before it runs.
+        self.scope = anyio.CancelScope()
+        self.evicted = False
 
-    async def run(self) -> None:
+    def evict(self) -> None:
+        self.evicted = True
+        self.scope.cancel()
+
+    def _waiting_on_client(self) -> None:
+        self.waiting_since = anyio.current_time()
+        # A new connection may be waiting for a slot that only a waiting connection can give.
+        self._slots.changed()
+
+    async def serve(self) -> None:
+        """Serve the connection until it is done, closing the stream in any case."""
+        with self.scope:
+            async with self._stream:
+                await self._run()
+
+    async def _run(self) -> None:
         try:
             while True:
                 with anyio.move_on_after(self._server.request_timeout) as deadline:
-                    keep_alive = await self._cycle()
-                if deadline.cancelled_caught:
+                    outcome = await self._cycle()
+                if deadline.cancelled_caught or outcome is _Cycle.HEAD_TIMEOUT:
                     await self._on_timeout()
                     break
-                if not keep_alive:
+                if outcome is _Cycle.CLOSE:
                     break
                 self._conn.start_next_cycle()
             if self._linger:
@@ -197,23 +271,34 @@ class _Connection:
         except _PeerGone:
             pass
 
-    async def _cycle(self) -> bool:
-        """Serve one request; return whether the connection can carry another one."""
+    async def _cycle(self) -> _Cycle:
+        """Serve one request; say whether the connection can carry another one."""
+        self._waiting_on_client()
         try:
-            event = await self._next_event()
+            event: h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED] | None = None
+            # The head gets its own, shorter deadline: sending nothing (or a byte now and then)
+            # must not hold a connection for the whole exchange's time.
+            with anyio.move_on_after(self._server.head_timeout):
+                event = await self._next_event()
+            if event is None:
+                return _Cycle.HEAD_TIMEOUT
             if not isinstance(event, h11.Request):
                 # ConnectionClosed between requests: the client is done with us.
-                return False
+                return _Cycle.CLOSE
             request = _parse_request(event)
             if not await self._drain_body(request):
-                return False
+                return _Cycle.CLOSE
         except h11.RemoteProtocolError as exc:
             await self._send_error(exc.error_status_hint, f"bad request: {exc}\n")
-            return False
+            return _Cycle.CLOSE
 
+        self.waiting_since = None  # our turn: a running handler is not evicted
         response = await self._server.dispatch(request)
+        self._waiting_on_client()
         await self._send_response(response, head=request.method == "HEAD")
-        return self._conn.our_state is h11.DONE and self._conn.their_state is h11.DONE
+        if self._conn.our_state is h11.DONE and self._conn.their_state is h11.DONE:
+            return _Cycle.KEEP_ALIVE
+        return _Cycle.CLOSE
 
     async def _next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
         while True:
@@ -284,11 +369,14 @@ class _Connection:
     async def _on_timeout(self) -> None:
         pending, _closed = self._conn.trailing_data
         if self._conn.their_state is h11.IDLE and not pending:
-            return  # an idle keep-alive connection: just close it
+            return  # an idle connection: just close it
         if self._conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return  # stuck mid-response on a client that does not read: nothing left to say
         # The deadline has passed, so the late answer gets its own short one: a client that
-        # does not read must not hold the slot any longer.
+        # does not read must not hold the slot any longer. Waiting on the client again, so
+        # evictable (a stalled request keeps the age it has).
+        if self.waiting_since is None:
+            self._waiting_on_client()
         with anyio.move_on_after(LATE_RESPONSE_SECONDS):
             if self._conn.their_state is h11.DONE:
                 log.warning("HTTP handler did not answer within %ss", self._server.request_timeout)
@@ -317,6 +405,73 @@ def _h11_response(response: Response, *, close: bool) -> h11.Response:
     return h11.Response(status_code=response.status, headers=headers)
 
 
+class _Slots:
+    """The connection cap: admits connections, evicting the one waiting longest on its client.
+
+    Belongs to one serving loop. `changed()` wakes an admission waiting for room; it is called
+    when a connection leaves and when one starts waiting on its client (becomes evictable).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._open: set[_Connection] = set()
+        self._changed = anyio.Event()
+        self._admitting = 0  # admissions waiting for room (one per listening socket at most)
+        self.shed_total = 0
+        self._last_logged = -math.inf
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def full(self) -> bool:
+        return len(self._open) >= self._limit
+
+    def shed(self, address: str) -> None:
+        """Count (and now and then log) a connection closed unserved to make room."""
+        self.shed_total += 1
+        now = anyio.current_time()
+        if now - self._last_logged >= SHED_LOG_INTERVAL:
+            self._last_logged = now
+            log.warning(
+                "HTTP on %s: all %d connections taken; closing idle ones to serve new ones "
+                "(%d so far)",
+                address,
+                self._limit,
+                self.shed_total,
+            )
+
+    async def admit(self, conn: _Connection, address: str) -> None:
+        """Wait until `conn` has a slot, closing the idlest connection when all are taken."""
+        self._admitting += 1
+        try:
+            while len(self._open) >= self._limit:
+                # Evicted connections keep their slot (and descriptor) until their task has
+                # closed the socket, so the count stays true. One eviction per admission: a
+                # wake-up before the victim has left must not cost another connection.
+                leaving = sum(1 for c in self._open if c.evicted)
+                victim = self._idlest() if leaving < self._admitting else None
+                if victim is not None:
+                    victim.evict()
+                    self.shed(address)
+                changed = self._changed
+                await changed.wait()
+        finally:
+            self._admitting -= 1
+        self._open.add(conn)
+
+    def release(self, conn: _Connection) -> None:
+        self._open.discard(conn)
+        self.changed()
+
+    def changed(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def _idlest(self) -> _Connection | None:
+        waiting = [c for c in self._open if not c.evicted and c.waiting_since is not None]
+        return min(waiting, key=lambda c: c.waiting_since or 0.0, default=None)
+
+
 class HttpServer:
     """Serves `routes` (exact path → handler) on host:port until the serving task is cancelled.
 
@@ -331,25 +486,44 @@ class HttpServer:
         routes: Mapping[str, Handler],
         *,
         max_connections: int = 64,
+        head_timeout: float = 5.0,
         request_timeout: float = 10.0,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"port {port} is out of range (0-65535)")
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
-        if not (request_timeout > 0 and math.isfinite(request_timeout)):
-            raise ValueError("request_timeout must be a positive number of seconds")
+        for name, value in (("head_timeout", head_timeout), ("request_timeout", request_timeout)):
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a positive number of seconds")
         self._host = _normalize_host(host)
         self._port = port
         self._routes: dict[str, Handler] = dict(routes)
         self._max_connections = max_connections
+        self._head_timeout = head_timeout
         self._request_timeout = request_timeout
         self._bound_port: int | None = None
         self._serving = False
+        self._slots: _Slots | None = None
+
+    @property
+    def head_timeout(self) -> float:
+        return self._head_timeout
 
     @property
     def request_timeout(self) -> float:
         return self._request_timeout
+
+    @property
+    def open_connections(self) -> int:
+        """Connections holding a slot now (evicted ones until their socket is closed)."""
+        return len(self._slots) if self._slots is not None else 0
+
+    @property
+    def shed_connections(self) -> int:
+        """Connections closed unanswered to make room since serving began: idle ones evicted
+        from a slot, or turned away at accept while every slot was taken."""
+        return self._slots.shed_total if self._slots is not None else 0
 
     @property
     def address(self) -> str:
@@ -407,49 +581,104 @@ class HttpServer:
         # anyio binds every address of a host name to the same port, so the first one is it.
         self._bound_port = sockets[0].extra(anyio.abc.SocketAttribute.local_port)
         # Created here, not in __init__, because it belongs to the running event loop.
-        limiter = anyio.CapacityLimiter(self._max_connections)
+        slots = self._slots = _Slots(self._max_connections)
         log.info("HTTP server listening on %s", self.address)
         async with anyio.create_task_group() as tg:
             for sock in sockets:
-                tg.start_soon(self._accept_loop, sock, tg, limiter)
+                tg.start_soon(self._accept_loop, sock, tg, slots)
             task_status.started()
 
     async def _accept_loop(
         self,
         listener: anyio.abc.SocketListener,
         tg: anyio.abc.TaskGroup,
-        limiter: anyio.CapacityLimiter,
+        slots: _Slots,
     ) -> None:
-        while True:
-            try:
-                stream = await listener.accept()
-            except OSError as exc:
-                # Out of file descriptors, or a client that reset before we got to it: the
-                # server must outlive both, so wait a little and keep accepting.
-                log.warning("HTTP accept on %s failed: %s", self.address, exc)
-                await anyio.sleep(ACCEPT_RETRY_SECONDS)
-                continue
-            # Accept first, then wait for a slot: at most one connection per listening socket
-            # waits here, and the kernel backlog holds the rest (see the module docstring).
-            token = object()
-            try:
-                await limiter.acquire_on_behalf_of(token)
-            except BaseException:
-                await anyio.aclose_forcefully(stream)
-                raise
-            tg.start_soon(self._handle_connection, stream, limiter, token)
-
-    async def _handle_connection(
-        self, stream: anyio.abc.SocketStream, limiter: anyio.CapacityLimiter, token: object
-    ) -> None:
+        # Accepting on the raw socket keeps a flood cheap: a connection turned away at the cap
+        # costs an accept, a peek and a close, no transport or task (see _place).
+        raw = listener.extra(anyio.abc.SocketAttribute.raw_socket)
+        held: socket.socket | None = None
+        placed = 0
         try:
-            async with stream:
-                await _Connection(self, stream).run()
+            while True:
+                if held is None:
+                    await anyio.wait_readable(raw)
+                    held = await self._accept_next(raw)
+                    continue
+                # One ahead: whether another connection is queued behind this one decides how
+                # a connection that has sent no request yet is treated when all slots are taken.
+                sock, held = held, await self._accept_next(raw)
+                await self._place(sock, tg, slots, queued_behind=held is not None)
+                placed += 1
+                if placed % ACCEPT_BURST == 0:
+                    # Turning connections away never waits: under a flood that never lets up,
+                    # this is what lets the connections already served have their turn.
+                    await anyio.lowlevel.checkpoint()
+        finally:
+            if held is not None:
+                held.close()
+
+    async def _accept_next(self, raw: socket.socket) -> socket.socket | None:
+        """The next connection in the kernel's backlog, or None when there is none."""
+        try:
+            sock, _address = raw.accept()
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as exc:
+            # Out of file descriptors, or a client that reset before we got to it: the
+            # server must outlive both, so wait a little and keep accepting.
+            log.warning("HTTP accept on %s failed: %s", self.address, exc)
+            await anyio.sleep(ACCEPT_RETRY_SECONDS)
+            return None
+        return sock
+
+    async def _place(
+        self,
+        sock: socket.socket,
+        tg: anyio.abc.TaskGroup,
+        slots: _Slots,
+        *,
+        queued_behind: bool,
+    ) -> None:
+        """Serve an accepted connection, or turn it away when it is not worth a slot."""
+        try:
+            if slots.full():
+                head = _buffered_head(sock)
+                # At the cap, a connection behind which others wait and that has not sent its
+                # request is idle, like those ahead of it that fill the slots: it does not get
+                # one. The last in the queue does (by eviction), so a client that connects
+                # and then writes is served once the queue is drained.
+                if head is _Head.GONE or (head is _Head.NOT_YET and queued_behind):
+                    sock.close()
+                    slots.shed(self.address)
+                    return
+            sock.setblocking(False)
+            # Answers are one small write each; Nagle would hold a keep-alive one back.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            stream = await anyio.abc.SocketStream.from_socket(sock)
+        except (OSError, ValueError):
+            sock.close()  # reset before it could be wrapped: nobody to serve
+            return
+        except BaseException:
+            sock.close()
+            raise
+        conn = _Connection(self, stream, slots)
+        try:
+            # Waits only when every slot runs a handler: the backlog holds the rest meanwhile.
+            await slots.admit(conn, self.address)
+        except BaseException:
+            await anyio.aclose_forcefully(stream)
+            raise
+        tg.start_soon(self._handle_connection, conn, slots)
+
+    async def _handle_connection(self, conn: _Connection, slots: _Slots) -> None:
+        try:
+            await conn.serve()
         except Exception:
             # A bug in this module must cost one connection, never the server.
             log.exception("HTTP connection failed unexpectedly")
         finally:
-            limiter.release_on_behalf_of(token)
+            slots.release(conn)
 
     async def dispatch(self, request: Request) -> Response:
         """Route one request to its handler, turning failures into 404/405/500."""
