@@ -133,3 +133,43 @@ async def test_sigkill_at_random_moments_loses_nothing_and_corrupts_nothing(
         assert (await catalog.queue_stats())[0] == 0
     finally:
         await catalog.close()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(c) for c in text.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def test_workers_of_a_killed_daemon_end_quietly(
+    tmp_path: Path, library: Path, daemons: Daemons
+) -> None:
+    for i in range(4):
+        audiogen.make_audio(library / f"long{i}.flac", seconds=60.0, freq=200.0 + 30 * i, seed=i)
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'state' / 'catalog.db'}"
+    port = free_port()
+    d = daemons.start(
+        _config(tmp_path / "etc" / "tracktiond.toml", library, port),
+        daemon_env(tmp_path, db_url),
+        port,
+    )
+    d.wait_ready(60)
+    await wait_until(lambda: bool(_children(d.pid)), 60, "an analysis worker started", d)
+    workers = _children(d.pid)
+    os.kill(d.pid, signal.SIGKILL)
+    d.wait(10)
+    deadline = time.monotonic() + 10
+    while any(_alive(w) for w in workers):
+        assert time.monotonic() < deadline, f"workers {workers} outlived their daemon by 10 s"
+        time.sleep(0.1)
+    assert "Traceback" not in d.log() and "BrokenPipeError" not in d.log(), d.report()

@@ -24,6 +24,8 @@ program that wraps the engine (to profile it, or to misbehave on purpose) is a f
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import json
 import os
 import resource
@@ -107,6 +109,7 @@ def main(argv: list[str] | None = None, *, analyze: Analyze | None = None) -> in
     # The daemon handles SIGINT/SIGTERM for the whole process group; a worker is stopped by its
     # pool (end of input, or SIGKILL), not by a Ctrl-C meant for the daemon.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
 
     import essentia
 
@@ -122,6 +125,31 @@ def main(argv: list[str] | None = None, *, analyze: Analyze | None = None) -> in
         # Set after the imports, which map a few hundred MB of address space themselves.
         resource.setrlimit(resource.RLIMIT_AS, (args.address_space_limit, args.address_space_limit))
 
+    try:
+        _serve(protocol, analyze)
+    except (BrokenPipeError, ConnectionResetError):
+        # The pool is gone (the daemon was killed with SIGKILL): nobody to answer, nothing to
+        # report; exit quietly instead of printing a traceback into the journal.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+        return 0
+    return 0
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to end this worker when the process that started it dies (Linux
+    PR_SET_PDEATHSIG): a daemon killed with SIGKILL leaves no worker running on its own."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the pool's end of input still stops it
+        return
+    if os.getppid() == 1:  # the parent died before the request took effect
+        sys.exit(0)
+
+
+def _serve(protocol: IO[str], analyze: Analyze) -> None:
     _send(protocol, {"ready": True, "pid": os.getpid()})
     for line in sys.stdin:
         if not line.strip():
@@ -138,7 +166,6 @@ def main(argv: list[str] | None = None, *, analyze: Analyze | None = None) -> in
         response = _handle(request, analyze)
         response["peak_rss"] = peak_rss()
         _send(protocol, response)
-    return 0
 
 
 if __name__ == "__main__":
