@@ -66,6 +66,12 @@ class ScanProgressBar:
         if self._progress is not None and self._read is not None:
             self._progress.update(self._read, total=self._queued)
 
+    def walked(self) -> None:
+        # The spinner stops at the final count instead of "walking 2452/?" while files are read.
+        if self._progress is not None and self._walk is not None:
+            found = self._progress.tasks[self._walk].completed
+            self._progress.update(self._walk, total=found, completed=found, detail="files found")
+
     def analysed(self, outcome: str) -> None:
         if self._progress is None:
             return

@@ -51,6 +51,9 @@ class ScanProgress(Protocol):
 
     def analysed(self, outcome: str) -> None: ...
 
+    def walked(self) -> None:
+        """The walk is over (the count of files found is final)."""
+
 
 class _NoProgress:
     def discovered(self, files: int) -> None:
@@ -63,6 +66,9 @@ class _NoProgress:
         pass
 
     def analysed(self, outcome: str) -> None:
+        pass
+
+    def walked(self) -> None:
         pass
 
 

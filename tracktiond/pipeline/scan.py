@@ -134,6 +134,7 @@ class Scanner:
                 await self.reconciler.reconcile_roots(roots)
             finally:
                 walked.set()
+                self.progress.walked()
                 self.loop.wake()
 
         ingested = anyio.Event()

@@ -46,6 +46,9 @@ class _ReconcileProgress:
     def analysed(self, outcome: str) -> None:
         pass
 
+    def walked(self) -> None:
+        pass
+
 
 class Roots:
     def __init__(
