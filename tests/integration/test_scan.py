@@ -389,6 +389,12 @@ async def test_file_vanishing_mid_scan_is_recorded(catalog: Catalog, library: Pa
         def processed(self, outcome: Outcome, size: int) -> None:
             pass
 
+        def analysed(self, outcome: str) -> None:
+            pass
+
+        def walked(self) -> None:
+            pass
+
     summary = await scan(catalog, library, progress=DeleteWhenQueued())
     assert summary.counts["new"] == 1
     assert summary.counts["missing"] == 2

@@ -34,3 +34,13 @@ async def test_a_link_inside_the_tree_is_no_duplicate_and_one_outside_is_followe
     assert summary.files_seen == 3
     [group] = await catalog.duplicates()
     assert sorted(group.paths) == sorted([str(real), str(library / "copy.flac")])
+
+
+async def test_files_the_walk_cannot_read_are_counted_as_seen(
+    catalog: Catalog, library: Path
+) -> None:
+    audiogen.make_audio(library / "fine.flac", seconds=0.2, seed=3)
+    (library / "dangling.flac").symlink_to(library / "nowhere.flac")
+    summary = await Scanner(catalog, concurrency=2).scan([str(library)])
+    assert summary.files_seen == 2, summary.as_dict()
+    assert summary.counts["new"] == 1

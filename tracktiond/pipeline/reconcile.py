@@ -243,8 +243,11 @@ class Reconciler:
             known = await self.catalog.known_in_dirs(batch.dirs)
         if batch.dirs or batch.sidecars:
             self._sidecars_due(await self.catalog.sync_sidecars(batch.dirs, batch.sidecars))
-        self.summary.files_seen += len(batch.files)
-        self.progress.discovered(len(batch.files))
+        # Files the walk could not read (a broken link, no permission) were seen too: they are
+        # recorded as failed, and counted like every other file.
+        seen = len(batch.files) + sum(1 for f in batch.failures if not f.is_dir)
+        self.summary.files_seen += seen
+        self.progress.discovered(seen)
         new: list[Observed] = []
         changed: list[tuple[KnownFile, Observed]] = []
         unchanged: list[int] = []
