@@ -496,5 +496,3 @@ def test_permission_denied_file_is_recorded(db_url: str, tmp_path: Path, library
     data = anyio.run(check)
     assert data["state"] == "failed"
     assert data["last_error"] == "permission denied"
-
-

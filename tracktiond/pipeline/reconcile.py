@@ -245,9 +245,9 @@ class Reconciler:
             self._sidecars_due(await self.catalog.sync_sidecars(batch.dirs, batch.sidecars))
         # Files the walk could not read (a broken link, no permission) were seen too: they are
         # recorded as failed, and counted like every other file.
-        seen = len(batch.files) + sum(1 for f in batch.failures if not f.is_dir)
-        self.summary.files_seen += seen
-        self.progress.discovered(seen)
+        walked = len(batch.files) + sum(1 for f in batch.failures if not f.is_dir)
+        self.summary.files_seen += walked
+        self.progress.discovered(walked)
         new: list[Observed] = []
         changed: list[tuple[KnownFile, Observed]] = []
         unchanged: list[int] = []
