@@ -1,4 +1,9 @@
-"""The catalog commands: check-config, db upgrade, scan, run (the daemon) and show."""
+"""The catalog commands: check-config, db upgrade, scan, run (the daemon) and show.
+
+The catalog, the scanner, the progress bar and the configuration loader are imported inside
+the commands that use them: `check-config` and every `--help` must not pay for SQLAlchemy,
+rich or the pipeline (tests/unit/test_startup_imports.py).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,10 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import anyio
 import click
 
-from tracktiond.catalog.store import Catalog
 from tracktiond.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -23,11 +27,10 @@ from tracktiond.cli.common import (
     json_option,
     load_command_config,
 )
-from tracktiond.cli.progress import ScanProgressBar
-from tracktiond.config import load_config
 from tracktiond.errors import ConfigError, InputNotFound, TracktiondError
-from tracktiond.pipeline.reconcile import ScanSummary, absolute_path
-from tracktiond.pipeline.scan import Scanner
+
+if TYPE_CHECKING:
+    from tracktiond.pipeline.reconcile import ScanSummary
 
 log = logging.getLogger("tracktiond")
 
@@ -37,6 +40,8 @@ log = logging.getLogger("tracktiond")
 @json_option
 def check_config(config_path: Path | None, as_json: bool) -> None:
     """Validate the configuration and print it as it takes effect (secrets redacted)."""
+    from tracktiond.config import load_config
+
     try:
         config = load_config(config_path)
     except ConfigError as exc:
@@ -91,6 +96,8 @@ def db() -> None:
 @handled
 async def db_upgrade(config_path: Path | None) -> int:
     """Create or migrate the catalog schema to the current version."""
+    from tracktiond.catalog.store import Catalog
+
     config = load_command_config(config_path)
     catalog = await Catalog.open(config.database_url)
     try:
@@ -122,6 +129,13 @@ async def scan(
     analyze: bool,
 ) -> int:
     """Catalog every audio file under PATHS (default: the configured roots) and exit."""
+    import anyio
+
+    from tracktiond.catalog.store import Catalog
+    from tracktiond.cli.progress import ScanProgressBar
+    from tracktiond.pipeline.reconcile import absolute_path
+    from tracktiond.pipeline.scan import Scanner
+
     config = load_command_config(config_path)
     # A path given on the command line that is not there is a mistake, not an unmounted
     # drive (which a configured root may be: that one is a warning).
@@ -188,6 +202,7 @@ def _print_summary(summary: ScanSummary, as_json: bool) -> None:
 @config_option
 def run(config_path: Path | None) -> None:
     """Run the daemon: watch the roots, keep the catalog true, serve health and metrics."""
+    from tracktiond.config import load_config
     from tracktiond.service.daemon import run_daemon
     from tracktiond.service.logs import setup_logging as _setup
 
@@ -217,6 +232,9 @@ def run(config_path: Path | None) -> None:
 @handled
 async def show(path: Path, config_path: Path | None, as_json: bool) -> int:
     """What the catalog knows about one file: state, hashes, recording and metadata."""
+    from tracktiond.catalog.store import Catalog
+    from tracktiond.pipeline.reconcile import absolute_path
+
     config = load_command_config(config_path)
     target = absolute_path(str(path))  # as scan records it
     catalog = await Catalog.open(config.database_url)

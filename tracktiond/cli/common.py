@@ -20,12 +20,10 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio
 import click
 
-from tracktiond.config import Config, load_config
 from tracktiond.errors import (
     CatalogConflict,
     CatalogUnavailable,
@@ -34,6 +32,9 @@ from tracktiond.errors import (
     TracktiondError,
 )
 from tracktiond.service.logs import LogFormat, default_format, setup_logging
+
+if TYPE_CHECKING:
+    from tracktiond.config import Config
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -83,6 +84,9 @@ def handled(func: Callable[..., Awaitable[int | None]]) -> Callable[..., None]:
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> None:
+        # Imported when a command runs, not when it is defined: `--help` needs no event loop.
+        import anyio
+
         try:
             code = anyio.run(lambda: func(*args, **kwargs))
         except (TracktiondError, KeyboardInterrupt, BaseExceptionGroup) as exc:
@@ -119,6 +123,10 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
 
 
 def load_command_config(config_path: Path | None) -> Config:
+    # The configuration model (pydantic, SQLAlchemy's URL parser) is loaded by the commands
+    # that read a configuration, not by every `tracktiond` call (test_startup_imports.py).
+    from tracktiond.config import load_config
+
     config = load_config(config_path)
     # A command talks to a person (or a script reading its stdout): plain lines on stderr,
     # JSON logs are the daemon's (journald fields when run by systemd, e.g. from a timer).
