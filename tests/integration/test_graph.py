@@ -32,6 +32,7 @@ from tests.support.graphserver import GraphServer
 from tracktiond.catalog import Catalog
 from tracktiond.catalog.models import graph_outbox, tracklists, utcnow
 from tracktiond.catalog.store import RecordingProjection
+from tracktiond.config import TracklistsConfig
 from tracktiond.graph import (
     GraphClient,
     GraphQueryError,
@@ -44,6 +45,7 @@ from tracktiond.graph import (
 from tracktiond.graph import model as graph_model
 from tracktiond.pipeline.reconcile import ScanSummary
 from tracktiond.pipeline.scan import Scanner
+from tracktiond.pipeline.tracklisting import read_due_sources
 
 pytestmark = pytest.mark.anyio
 
@@ -733,20 +735,23 @@ async def test_shared_tracks_neighbours_and_duplicates(
 async def test_cue_sheets_found_by_the_scan_link_sets_that_share_tracks(
     catalog: Catalog, graph: GraphClient, library: Path
 ) -> None:
-    # Two DJ sets with cue sheets next to them, as users keep them: the scan reads the sheets,
-    # the sync projects the tracklists, and the sets are found through the track they share.
+    # Two DJ sets with cue sheets next to them, as users keep them: the scan finds the sheets,
+    # the tracklist stage reads them, the sync projects the tracklists, and the sets are found
+    # through the track they share. (The sets are 0.3 s long: the times fit in them.)
     first = track(library, "warehouse.flac", 11, artist="DJ One")
     second = track(library, "festival.flac", 12, artist="DJ Two")
     (library / "warehouse.cue").write_text(
         'PERFORMER "DJ One"\n  TRACK 01 AUDIO\n    TITLE "Shared Anthem"\n'
         '    PERFORMER "Artist X"\n    INDEX 01 00:00:00\n  TRACK 02 AUDIO\n'
-        '    TITLE "Only Here"\n    PERFORMER "Artist Y"\n    INDEX 01 05:00:00\n'
+        '    TITLE "Only Here"\n    PERFORMER "Artist Y"\n    INDEX 01 00:00:15\n'
     )
     (library / "festival.cue").write_text(
         'PERFORMER "DJ Two"\n  TRACK 01 AUDIO\n    TITLE "Shared Anthem"\n'
-        '    PERFORMER "Artist X"\n    INDEX 01 12:00:00\n'
+        '    PERFORMER "Artist X"\n    INDEX 01 00:00:10\n'
     )
     await scan(catalog, library)
+    read = await read_due_sources(catalog, TracklistsConfig())
+    assert sorted(r["outcome"] for r in read) == ["new", "new"]
     await make_sync(catalog, graph).drain()
     shared = await queries.shared_tracks(graph, str(first))
     second_uuid = (await queries.get_recording(graph, str(second)))["uuid"]

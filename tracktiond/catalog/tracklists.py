@@ -44,7 +44,7 @@ from tracktiond.catalog.tracklistvalues import (
     TracklistDraft,
 )
 from tracktiond.catalog.upkeep import _touch_graph
-from tracktiond.catalog.wordindex import recordings_with_words
+from tracktiond.catalog.wordindex import recordings_with_words, word_frequencies
 from tracktiond.catalog.work import TracklistQueue
 
 S = TracklistSourceState
@@ -317,9 +317,13 @@ class TracklistsMixin(StoreBase):
         except ValueError:
             return None
 
-    async def candidates_by_words(self, wanted: Iterable[str]) -> dict[str, list[uuid.UUID]]:
+    async def candidates_by_words(self, wanted: Iterable[str]) -> dict[str, list[str]]:
         async with self.engine.connect() as conn:
             return await recordings_with_words(conn, wanted)
+
+    async def word_frequencies(self, wanted: Iterable[str]) -> dict[str, int]:
+        async with self.engine.connect() as conn:
+            return await word_frequencies(conn, wanted)
 
     async def library_tracks(
         self, recording_ids: Iterable[uuid.UUID]
@@ -349,7 +353,9 @@ class TracklistsMixin(StoreBase):
                         metadata_entries.c.value,
                     ).where(
                         metadata_entries.c.recording_id.in_(chunk),
-                        metadata_entries.c.key.in_(wanted),
+                        # `key || ''`: look rows up by recording, never by key. An un-analysed
+                        # SQLite planner otherwise walks every recording's "artist" row.
+                        (metadata_entries.c.key + "").in_(wanted),
                     )
                 ):
                     meta[r.recording_id][r.key] = r.value

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import String, delete, func, insert, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tracktiond.catalog.base import IN_CHUNK, _chunks
@@ -43,15 +43,29 @@ async def insert_words(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) ->
 
 async def recordings_with_words(
     conn: AsyncConnection, wanted: Iterable[str]
-) -> dict[str, list[uuid.UUID]]:
-    """For each word, the recordings that have it."""
-    out: dict[str, list[uuid.UUID]] = {}
+) -> dict[str, list[str]]:
+    """For each word, the recordings that have it, as id text: most of them are counted and
+    dropped, so none is parsed into a UUID here (that costs more than the query on SQLite)."""
+    out: dict[str, list[str]] = {}
     for chunk in _chunks(sorted(set(wanted)), IN_CHUNK):
         rows = await conn.execute(
-            select(recording_words.c.word, recording_words.c.recording_id).where(
-                recording_words.c.word.in_(chunk)
-            )
+            select(
+                recording_words.c.word, type_coerce(recording_words.c.recording_id, String)
+            ).where(recording_words.c.word.in_(chunk))
         )
         for word, rec_id in rows:
-            out.setdefault(word, []).append(rec_id)
+            out.setdefault(word, []).append(str(rec_id))
+    return out
+
+
+async def word_frequencies(conn: AsyncConnection, wanted: Iterable[str]) -> dict[str, int]:
+    """How many recordings have each word (counted in the primary-key index, no row read)."""
+    out: dict[str, int] = {}
+    for chunk in _chunks(sorted(set(wanted)), IN_CHUNK):
+        rows = await conn.execute(
+            select(recording_words.c.word, func.count())
+            .where(recording_words.c.word.in_(chunk))
+            .group_by(recording_words.c.word)
+        )
+        out.update({w: int(n) for w, n in rows})
     return out

@@ -2,8 +2,12 @@
 
 Candidates first, scores second. The catalog keeps each recording's search words
 (``recording_words``, ``media.names.words``); an entry's candidates are the recordings sharing
-the most words with its artist and title, looked up for all entries of a tracklist in one query
-(a few hundred rows, never the whole library). Each candidate is then scored:
+the most words with its artist and title. Words that many recordings have ("love", "night")
+find everything and say little: of each entry's words only those held by at most
+``COMMON_WORD`` recordings are looked up (the two rarest when all are common), so a tracklist
+reads a few thousand rows, never the whole library — two queries for all its entries (how
+common each word is, counted in the index; then who has the chosen ones). Each candidate is
+then scored:
 
 =========  ======  ==================================================================
 part       weight  how
@@ -49,6 +53,7 @@ MATCH = 0.85
 POSSIBLE_MATCH = 0.6
 AMBIGUITY = 0.03
 CANDIDATES_PER_ENTRY = 25
+COMMON_WORD = 500  # recordings holding a word beyond which it is not looked up
 KEPT_CANDIDATES = 5
 WEIGHTS = {"title": 0.45, "artist": 0.35, "version": 0.10, "duration": 0.10}
 PLAYED_SLACK = 30.0  # seconds a played part may exceed the track (loops, a slow-down)
@@ -59,7 +64,9 @@ _BRACKETS = re.compile(r"[\(\[][^\)\]]*[\)\]]")
 class Library(Protocol):
     """What matching asks of the catalog (``Catalog`` provides it)."""
 
-    async def candidates_by_words(self, wanted: Sequence[str]) -> dict[str, list[uuid.UUID]]: ...
+    async def candidates_by_words(self, wanted: Sequence[str]) -> dict[str, list[str]]: ...
+
+    async def word_frequencies(self, wanted: Sequence[str]) -> dict[str, int]: ...
 
     async def library_tracks(
         self, recording_ids: Sequence[uuid.UUID]
@@ -121,17 +128,26 @@ async def match_entries(
     """A match for each entry, in order; ``exclude`` (the set itself) is never a candidate."""
     by_file = await library.audio_at([e.source_path for e in entries if e.source_path])
     wanted = {e.position: entry_words(e) for e in entries if not e.unknown}
+    frequency = await library.word_frequencies(sorted({w for ws in wanted.values() for w in ws}))
+    for position, ws in wanted.items():
+        known = sorted((frequency[w], w) for w in ws if w in frequency)
+        rare = {w for n, w in known if n <= COMMON_WORD}
+        wanted[position] = rare if rare else {w for _, w in known[:2]}
     holders = await library.candidates_by_words(sorted({w for ws in wanted.values() for w in ws}))
     shortlist: dict[int, list[uuid.UUID]] = {}
     for position, ws in wanted.items():
-        counts: Counter[uuid.UUID] = Counter()
+        counts: Counter[str] = Counter()
         for w in ws:
             counts.update(holders.get(w, ()))
         if exclude is not None:
-            counts.pop(exclude, None)
-        # A candidate shares at least a third of the entry's words (one, for short names).
-        floor = max(1, len(ws) // 3)
-        shortlist[position] = [r for r, n in counts.most_common(CANDIDATES_PER_ENTRY) if n >= floor]
+            counts.pop(str(exclude), None)
+            counts.pop(exclude.hex, None)
+        # A candidate shares at least half of the words looked up (one, for short names):
+        # a typo costs one word, a recording sharing a single word of five is not the track.
+        floor = max(1, len(ws) // 2)
+        shortlist[position] = [
+            uuid.UUID(r) for r, n in counts.most_common(CANDIDATES_PER_ENTRY) if n >= floor
+        ]
     tracks = await library.library_tracks(
         sorted({r for ids in shortlist.values() for r in ids} | set(by_file.values()), key=str)
     )
