@@ -58,6 +58,7 @@ ALLOWED: dict[str, set[str]] = {
     # The entry point: standard library only at import time; it hands over to the CLI.
     "organise": {"catalog", "media", *BASE},
     "tracklists": {"catalog", "media", *BASE},
+    "fingerprint": {"media", *BASE},
     "startup": {"cli"},
     "__init__": set(),
     "__main__": {"startup"},

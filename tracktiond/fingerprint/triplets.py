@@ -1,0 +1,121 @@
+"""Triplets of spectral peaks into hashes of ratios, which time-stretch and pitch shift keep.
+
+For three peaks ``a, b, c`` in time order (``c`` within ``max_span`` frames of ``a``):
+
+* the **time-gap ratio** ``(t_b - t_a) / (t_c - t_a)``: a time-stretch (or a resampling) scales
+  every gap by the same factor, so the ratio stays; quantised to ``time_levels`` levels;
+* the **frequency-gap ratio** ``(f_b - f_a) / (|f_b - f_a| + |f_c - f_b|)`` (in [-1, 1]) and the
+  sign of ``f_c - f_b``: the shape of the triplet on the log-frequency axis, where a pitch shift
+  is a translation, so differences (and their ratio) stay; and the coarse size of the gaps
+  (octave-wide classes of ``|f_b - f_a| + |f_c - f_b|``), for a few more bits that also stay;
+* a **coarse band**: which ``band_bins``-wide band ``f_a`` lies in. A pitch shift moves it, but
+  consistently for every triplet of a track: it separates bass from treble triplets, and the
+  matcher measures the pitch offset from the peaks themselves (``f_a`` is kept in each posting).
+
+Each hash keeps, besides its key, the anchor's frame ``t``, the triplet's span ``t_c - t_a`` (its
+ratio between query and reference estimates the speed factor) and the anchor's frequency ``f``.
+The index uses a sparser fan-out than a query (``index_fanout`` vs ``query_fanout``): every
+triplet an index holds is among those a query forms from the same peaks, at a fraction of the
+storage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from tracktiond.fingerprint.peaks import I32, Peaks
+from tracktiond.fingerprint.spectrum import F32
+
+U32 = np.ndarray[Any, np.dtype[np.uint32]]
+
+
+@dataclass(frozen=True)
+class TripletSettings:
+    index_fanout: int = 4  # the next peaks an anchor pairs among: C(4, 2) = 6 triplets
+    query_fanout: int = 6  # C(6, 2) = 15 triplets
+    min_gap: int = 1  # frames between consecutive peaks of a triplet
+    max_span: int = 72  # frames (1.15 s) from the first to the third peak
+    time_levels: int = 16
+    freq_levels: int = 16
+    band_bins: int = 12  # half an octave at 24 bins per octave
+    min_freq_gaps: float = 2.0  # bins: a triplet on one note carries no shape
+
+    @property
+    def key_space(self) -> int:
+        return 16 * 8 * 2 * self.freq_levels * self.time_levels
+
+
+@dataclass(frozen=True)
+class Hashes:
+    key: U32
+    t: I32  # anchor frame
+    span: I32  # frames from the first to the third peak
+    f: F32  # anchor's fractional log bin
+
+    def __len__(self) -> int:
+        return int(self.key.size)
+
+    def select(self, mask: np.ndarray[Any, np.dtype[np.bool_]]) -> Hashes:
+        return Hashes(self.key[mask], self.t[mask], self.span[mask], self.f[mask])
+
+
+def triplet_hashes(peaks: Peaks, settings: TripletSettings, *, fanout: int) -> Hashes:
+    """The hashes of ``peaks`` (sorted by frame), ``C(fanout, 2)`` triplets per anchor at most."""
+    s = settings
+    n = len(peaks)
+    t, f = peaks.t.astype(np.int64), peaks.f.astype(np.float64)
+    # For each anchor, the next `fanout` peaks at least min_gap frames later and within the span:
+    # look a few times further ahead than the fan-out, as several peaks can share a frame.
+    ahead = 4 * fanout
+    idx = np.arange(n)[:, None] + np.arange(1, ahead + 1)[None, :]
+    inside = idx < n
+    idx = np.where(inside, idx, n - 1) if n else idx
+    gap = t[idx] - t[:, None] if n else np.zeros_like(idx)
+    valid = inside & (gap >= s.min_gap) & (gap <= s.max_span)
+    rank = np.cumsum(valid, axis=1)
+    chosen = valid & (rank <= fanout)
+    # Compact each row's chosen columns to the left: a (n, fanout) table of partners (or -1).
+    partners = np.full((n, fanout), -1, dtype=np.int64)
+    rows, cols = np.nonzero(chosen)
+    partners[rows, rank[rows, cols] - 1] = idx[rows, cols]
+    keys, anchors, spans = [], [], []
+    for a, b in combinations(range(fanout), 2):
+        j, k = partners[:, a], partners[:, b]
+        ok = (j >= 0) & (k >= 0)
+        i = np.nonzero(ok)[0]
+        j, k = j[ok], k[ok]
+        dt1, dt2 = t[j] - t[i], t[k] - t[i]
+        g1, g2 = f[j] - f[i], f[k] - f[j]
+        size = np.abs(g1) + np.abs(g2)
+        ok = (dt2 - dt1 >= s.min_gap) & (size >= s.min_freq_gaps)
+        i, dt1, dt2, g1, g2, size = i[ok], dt1[ok], dt2[ok], g1[ok], g2[ok], size[ok]
+        qt = np.clip((dt1 / dt2 * s.time_levels).astype(np.int64), 0, s.time_levels - 1)
+        rho = g1 / size
+        qf = np.clip(((rho + 1) / 2 * s.freq_levels).astype(np.int64), 0, s.freq_levels - 1)
+        sign = (g2 > 0).astype(np.int64)
+        qsize = np.clip(np.log2(size / s.min_freq_gaps).astype(np.int64), 0, 7)
+        band = np.clip((f[i] / s.band_bins).astype(np.int64), 0, 15)
+        key = (((band * 8 + qsize) * 2 + sign) * s.freq_levels + qf) * s.time_levels + qt
+        keys.append(key)
+        anchors.append(i)
+        spans.append(dt2)
+    if not keys:
+        return Hashes(
+            np.zeros(0, np.uint32),
+            np.zeros(0, np.int32),
+            np.zeros(0, np.int32),
+            np.zeros(0, np.float32),
+        )
+    anchor = np.concatenate(anchors)
+    order = np.argsort(anchor, kind="stable")
+    anchor = anchor[order]
+    return Hashes(
+        np.concatenate(keys)[order].astype(np.uint32),
+        peaks.t[anchor].astype(np.int32),
+        np.concatenate(spans)[order].astype(np.int32),
+        peaks.f[anchor].astype(np.float32),
+    )
