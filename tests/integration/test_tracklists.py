@@ -120,6 +120,8 @@ async def test_versions_history_a_bad_edit_and_a_deleted_sheet(
     assert current.version == 2
     problems = await catalog.source_problems()
     assert [(p["path"], "impossible time" in p["error"]) for p in problems] == [(str(cue), True)]
+    [failure] = await catalog.tracklist_failures()  # what `status` lists
+    assert (failure.path, failure.error_class) == (str(cue), "bad_input")
 
     # times past the end of the audio are an error too
     cue.write_text(

@@ -44,6 +44,7 @@ from tracktiond.catalog.tracklistvalues import (
     TracklistDraft,
 )
 from tracktiond.catalog.upkeep import _touch_graph
+from tracktiond.catalog.values import Failure
 from tracktiond.catalog.wordindex import recordings_with_words, word_frequencies
 from tracktiond.catalog.work import TracklistQueue
 
@@ -485,6 +486,13 @@ class TracklistsMixin(StoreBase):
                 )
             }
         return {"tracklists": by_source, "entries": by_match, "sources": by_state}
+
+    async def tracklist_failures(self, limit: int = 10) -> list[Failure]:
+        """Sources that could not be used, as the status document's recorded failures."""
+        return [
+            Failure(p["path"], "bad_input", p["error"] or "", datetime.fromisoformat(p["at"]))
+            for p in await self.source_problems(limit)
+        ]
 
     async def source_problems(
         self, limit: int = 10, recording_id: uuid.UUID | None = None

@@ -136,8 +136,10 @@ class Bookkeeping:
                     for f in await catalog.tag_problems(10)
                 ]
             tracklists: dict[str, dict[str, int]] = {}
+            tracklist_failures: list[Failure] = []
             if stages is not None and stages.tracklists is not None:
                 tracklists = await catalog.tracklist_counts()
+                tracklist_failures = await catalog.tracklist_failures(10)
             analysis: dict[str, int] = {}
             analysis_failures: list[Failure] = []
             if stages is not None and stages.analysis is not None:
@@ -165,7 +167,7 @@ class Bookkeeping:
         self.tag_counts, self.tag_problems = tagging, tag_problems
         self.db_failures = [_failure("ingest", f) for f in st.recent_failures] + [
             _failure("analysis", f) for f in analysis_failures
-        ]
+        ] + [_failure("tracklists", f) for f in tracklist_failures]
         self.update_busy()
 
     def update_busy(self) -> None:

@@ -139,7 +139,7 @@ class GraphInfo:
 
 @dataclass(frozen=True, slots=True)
 class RecordedFailure:
-    """A failure recorded in the catalog (ingest or analysis)."""
+    """A failure recorded in the catalog (ingest, analysis, or a tracklist source)."""
 
     path: str
     stage: str
@@ -353,7 +353,8 @@ async def catalog_status(config: Config, catalog: Catalog, *, failures: int = 10
         ),
         reconciling=None,
         recent_failures=[_recorded("ingest", f) for f in st.recent_failures]
-        + [_recorded("analysis", f) for f in analysis_failures],
+        + [_recorded("analysis", f) for f in analysis_failures]
+        + [_recorded("tracklists", f) for f in await catalog.tracklist_failures(failures)],
         recent_job_failures=None,
     )
 
