@@ -1,8 +1,9 @@
 """Generated DJ mixes with known truth, for the fingerprint tests and bench/identify.py.
 
-A *track* is a drum pattern plus a chord progression with bass and melody (tests.support.signals),
-each from its own tempo, kit, key, timbre and seed, so no two tracks share their music. Tracks
-are rendered at 44.1 kHz and brought down to ``RATE`` mono, the rate the fingerprinter reads.
+A *track* is a drum pattern (tests.support.signals) with chords, a bass line and a lead
+line of random notes and timbres, each from its own tempo, kit and seed: no two share their
+music. Tracks are rendered at 44.1 kHz and brought down to ``RATE`` mono, the rate the
+fingerprinter reads.
 
 A *mix* plays tracks one after the other with linear crossfades, each changed by one of:
 
@@ -42,44 +43,53 @@ class Played:
 
 
 def track(number: int, seconds: float = 30.0) -> F32:
-    """Generated track ``number``: distinct music for every number."""
+    """Generated track ``number``: distinct music for every number.
+
+    A drum loop (``signals``), and a chord part, a bass line and a lead line of random notes,
+    lengths and timbres drawn here. ``signals.chord_progression`` is not used: it is one cadence
+    in 24 keys and three timbres, so two tracks built on it are in part pitch-shifted copies of
+    each other, which a pitch-robust fingerprint rightly matches; real tracks are not that alike.
+    """
     rng = np.random.default_rng(1000 + number)
     bpm = float(rng.uniform(96, 140))
-    kit = signals.KITS[number % len(signals.KITS)]
-    tonic, mode = signals.KEYS[(number * 7) % len(signals.KEYS)]
-    timbre = signals.TIMBRES[(number // 3) % len(signals.TIMBRES)]
+    kits = (*signals.KITS, *signals.TRAP_KITS)
+    kit = kits[int(rng.integers(len(kits)))]
     drums = signals.drum_pattern(bpm, kit, seconds=seconds, seed=number, channels=1)[:, 0]
-    chord_s = float(rng.choice([1.0, 1.5, 2.0, 2.5]))
-    music = signals.chord_progression(
-        tonic, mode, timbre, seconds=seconds, seed=number, chord_seconds=chord_s, channels=1
-    )[:, 0]
-    lead = _lead(rng, bpm, seconds)
-    mixed = 0.45 * drums + 0.45 * music + 0.5 * lead
+    beat = 60.0 / bpm
+    chords = _notes(rng, seconds, beat * float(rng.choice([2.0, 4.0, 8.0])), (48, 72), 3, (0.8,))
+    bass = _notes(rng, seconds, beat * float(rng.choice([0.5, 1.0, 2.0])), (33, 50), 1, (1.0,))
+    lead = _notes(rng, seconds, beat, (60, 88), 1, (0.25, 0.5, 0.75, 1.0, 1.5))
+    mixed = 0.35 * drums + 0.35 * chords + 0.35 * bass + 0.5 * lead
     low = np.asarray(sps.resample_poly(mixed.astype(np.float64), RATE // 100, signals.RATE // 100))
     return np.asarray(low / max(1e-9, float(np.max(np.abs(low)))) * 0.8, dtype=np.float32)
 
 
-def _lead(rng: np.random.Generator, bpm: float, seconds: float) -> np.ndarray[Any, Any]:
-    """A random lead line (notes, lengths and timbre of its own): what makes a track itself.
-
-    The chord progressions of ``signals`` are one cadence in 24 keys and three timbres, so two
-    generated tracks can be, in part, pitch-shifted copies of each other; real tracks are not.
-    """
+def _notes(
+    rng: np.random.Generator,
+    seconds: float,
+    unit: float,
+    midi: tuple[int, int],
+    voices: int,
+    lengths: tuple[float, ...],
+) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Random notes (``voices`` at once) of ``lengths`` × ``unit`` seconds, in a random timbre."""
     rate = signals.RATE
     out = np.zeros(round(seconds * rate))
-    partials = [(k, float(rng.uniform(0.1, 1.0)) / k) for k in range(1, int(rng.integers(2, 7)))]
-    decay = float(rng.uniform(0.08, 0.6))
-    beat = 60.0 / bpm
+    count = int(rng.integers(2, 7))
+    partials = [(k, float(rng.uniform(0.1, 1.0)) / k) for k in range(1, count)]
+    decay = float(rng.uniform(0.1, 2.0)) * unit
     at = 0.0
     while at < seconds:
-        length = beat * float(rng.choice([0.25, 0.5, 0.75, 1.0, 1.5]))
-        if rng.random() < 0.8:
-            hz = 440.0 * 2 ** ((int(rng.integers(55, 88)) - 69) / 12)
-            n = min(round(length * rate), out.size - round(at * rate))
+        length = unit * float(rng.choice(lengths))
+        start = round(at * rate)
+        n = min(round(length * rate), out.size - start)
+        if rng.random() < 0.85 and n > 0:
             t = np.arange(n) / rate
-            note = sum(level * np.sin(2 * np.pi * k * hz * t) for k, level in partials)
-            start = round(at * rate)
-            out[start : start + n] += note * np.exp(-t / decay) * np.minimum(1.0, t / 0.005)
+            env = np.exp(-t / decay) * np.minimum(1.0, t / 0.005)
+            for note in rng.choice(np.arange(*midi), size=voices, replace=False):
+                hz = 440.0 * 2 ** ((int(note) - 69) / 12)
+                tone = sum(level * np.sin(2 * np.pi * k * hz * t) for k, level in partials)
+                out[start : start + n] += tone * env / voices
         at += length
     return out / max(1e-9, float(np.max(np.abs(out))))
 

@@ -120,7 +120,7 @@ def test_a_set_of_unindexed_tracks_yields_no_entries(
         crossfade=6.0,
     )
     fp: Fingerprint = fingerprint_blocks(mixes.blocks(audio), SETTINGS)
-    assert len(fp.peaks) > 1000  # music, not silence: there was something to match
+    assert len(fp.peaks) > 500  # music, not silence: there was something to match
     assert identify_set(fp, index, SETTINGS) == []
 
 

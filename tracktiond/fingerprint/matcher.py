@@ -7,7 +7,8 @@ frame that would play at the window's centre at that speed; true matches pile up
 chance hits spread. The best cells are then *verified*: their hits are fitted with a line
 (query frame = offset + reference frame / speed), and only hits within ``time_tolerance``
 frames of the line and ``pitch_tolerance`` bins of the common pitch offset count, each query
-hash once. That count, not the vote, is the candidate's score.
+hash once. That count, not the vote, is the candidate's score; a track's best candidate is the
+only one of that track a window gives.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class MatchSettings:
     speed_step: float = 0.01  # grid step (relative)
     span_slack: float = 0.05  # how far a hit's own speed proposal may be off
     vote_frames: int = 8  # width of an offset cell
-    time_tolerance: float = 3.0  # frames from the fitted line
+    time_tolerance: float = 4.0  # frames from the fitted line
     pitch_tolerance: float = 1.0  # bins from the common pitch offset
     candidates: int = 4  # cells verified per window
     min_aligned: int = 12  # verified hits below this are not a candidate
@@ -79,23 +80,17 @@ def match_window(
         )
     cells, counts = np.unique(np.concatenate(votes_cell), return_counts=True)
     best = cells[np.argsort(counts)[::-1][: 4 * s.candidates]]
-    found: list[Candidate] = []
+    # One candidate per track, its best: a loop-based track also matches itself a bar or two
+    # off, and those echoes would crowd other tracks of the window out.
+    found: dict[int, Candidate] = {}
     for cell in best:
         track = int(cell >> 40)
         speed0 = float(np.exp(grid[int((cell >> 32) & 0xFF)]))
         ref_centre = (int(cell & 0xFFFFFFFF) - _CELL_BIAS + 0.5) * s.vote_frames
         cand = _verify(query, hits, qt, track, speed0, ref_centre, centre, s)
-        if cand is None:
-            continue
-        if any(
-            c.track == cand.track and abs(c.offset - cand.offset) < 2 * s.vote_frames for c in found
-        ):
-            continue
-        found.append(cand)
-        if len(found) == s.candidates:
-            break
-    found.sort(key=lambda c: -c.aligned)
-    return found
+        if cand is not None and (track not in found or found[track].aligned < cand.aligned):
+            found[track] = cand
+    return sorted(found.values(), key=lambda c: -c.aligned)[: s.candidates]
 
 
 def _verify(

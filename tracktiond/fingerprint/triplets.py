@@ -39,7 +39,7 @@ class TripletSettings:
     query_fanout: int = 6  # C(6, 2) = 15 triplets
     min_gap: int = 1  # frames between consecutive peaks of a triplet
     max_span: int = 72  # frames (1.15 s) from the first to the third peak
-    time_levels: int = 16
+    time_levels: int = 8  # coarse: key-locked stretching moves onsets by a frame or two
     freq_levels: int = 16
     band_bins: int = 12  # half an octave at 24 bins per octave
     min_freq_gaps: float = 2.0  # bins: a triplet on one note carries no shape
