@@ -68,16 +68,23 @@ class PeakPicker:
     def __init__(self, n_bins: int, settings: PeakSettings | None = None) -> None:
         self.settings = s = settings or PeakSettings()
         self._ctx = max(s.time_radius, s.mean_time_radius)
-        # The stream starts after silence: the first frames need no earlier context.
-        self._buffer = np.full((self._ctx, n_bins), _SILENT_DB, dtype=np.float32)
+        self._buffer = np.zeros((0, n_bins), dtype=np.float32)
         self._base = -self._ctx  # absolute frame number of the buffer's first row
 
     def feed(self, frames: F32) -> Peaks:
+        if frames.shape[0] == 0:
+            return Peaks.empty()
+        if self._base == -self._ctx and self._buffer.shape[0] == 0:
+            # Before the first frame, the first frame again (not silence: against silence the
+            # opening frame would stand out everywhere and give a burst of false peaks).
+            self._buffer = np.repeat(frames[:1], self._ctx, axis=0)
         self._buffer = np.concatenate([self._buffer, frames])
         return self._pick(final=False)
 
     def finish(self) -> Peaks:
-        pad = np.full((self._ctx, self._buffer.shape[1]), _SILENT_DB, dtype=np.float32)
+        if self._buffer.shape[0] == 0:
+            return Peaks.empty()
+        pad = np.repeat(self._buffer[-1:], self._ctx, axis=0)  # likewise after the last
         self._buffer = np.concatenate([self._buffer, pad])
         return self._pick(final=True)
 

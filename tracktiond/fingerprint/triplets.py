@@ -59,8 +59,9 @@ class Hashes:
     def __len__(self) -> int:
         return int(self.key.size)
 
-    def select(self, mask: np.ndarray[Any, np.dtype[np.bool_]]) -> Hashes:
-        return Hashes(self.key[mask], self.t[mask], self.span[mask], self.f[mask])
+    def select(self, which: np.ndarray[Any, Any]) -> Hashes:
+        """The hashes a boolean mask or an index array picks."""
+        return Hashes(self.key[which], self.t[which], self.span[which], self.f[which])
 
 
 def triplet_hashes(peaks: Peaks, settings: TripletSettings, *, fanout: int) -> Hashes:
