@@ -272,6 +272,8 @@ def write_config(
     workers: int = 2,
     grace: float = 10.0,
     listen: str | None = None,
+    analysis: bool = False,
+    tagging: bool = False,
 ) -> Path:
     """Write the config atomically (as editors do), so a reload never reads half a file."""
     roots_toml = ", ".join(json.dumps(str(r)) for r in roots)
@@ -292,7 +294,11 @@ shutdown_grace = {grace}
 log_level = "info"
 
 [analysis]
-enabled = false
+enabled = {"true" if analysis else "false"}
+workers = 1
+
+[tagging]
+write = {"true" if tagging else "false"}
 """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

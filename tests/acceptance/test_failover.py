@@ -8,7 +8,6 @@ over. Until the lease mechanism had heartbeats, the analysis lease was 30 minute
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -23,6 +22,7 @@ from tests.acceptance.test_daemon import (
     free_port,
     pg_catalog,  # noqa: F401 (a fixture)
     wait_until,
+    write_config,
 )
 from tests.acceptance.test_daemon import daemons as daemons  # the fixture
 from tests.support import audiogen
@@ -36,23 +36,7 @@ FAILOVER_LIMIT = 120.0  # seconds: what DESIGN invariant 1 promises
 
 
 def _config(path: Path, root: Path, port: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        f"""\
-[library]
-roots = [{json.dumps(str(root))}]
-settle_interval = 0.5
-poll_interval = 60
-[http]
-listen = "127.0.0.1:{port}"
-[workers]
-count = 1
-[analysis]
-enabled = true
-workers = 1
-"""
-    )
-    return path
+    return write_config(path, roots=[root], port=port, workers=1, analysis=True)
 
 
 async def _leases(catalog: Catalog) -> dict[str, str]:

@@ -15,7 +15,6 @@ e.g. 200). The figures are in docs/reliability.md.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.test_daemon import Daemons, daemon_env, free_port, wait_until
+from tests.acceptance.test_daemon import Daemons, daemon_env, free_port, wait_until, write_config
 from tests.acceptance.test_daemon import daemons as daemons  # the fixture
 from tests.support import audiogen
 from tracktiond.catalog import Catalog
@@ -39,27 +38,7 @@ FILES = 20
 
 
 def _config(path: Path, root: Path, port: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        f"""\
-[library]
-roots = [{json.dumps(str(root))}]
-settle_interval = 0.5
-poll_interval = 60
-[http]
-listen = "127.0.0.1:{port}"
-[workers]
-count = 2
-[analysis]
-enabled = true
-workers = 1
-[tagging]
-write = true
-[daemon]
-shutdown_grace = 10
-"""
-    )
-    return path
+    return write_config(path, roots=[root], port=port, workers=2, analysis=True, tagging=True)
 
 
 async def test_sigkill_at_random_moments_loses_nothing_and_corrupts_nothing(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import audiogen
+from tests.support import audiogen, mounts
 from tracktiond.catalog import Catalog
 from tracktiond.catalog.plans import StepState
 from tracktiond.config import config_from_mapping
@@ -280,25 +279,14 @@ def other_fs(tmp_path: Path) -> Iterator[Path]:
         finally:
             shutil.rmtree(d, ignore_errors=True)
         return
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        message = (
-            f"no second filesystem: /dev/shm unusable and mount failed ({proc.stderr.strip()})"
-        )
+    try:
+        with mounts.tmpfs(tmp_path / "mnt", "64m") as mnt:
+            yield mnt
+    except mounts.MountUnavailable as exc:
+        message = f"no second filesystem: /dev/shm unusable and {exc}"
         if os.environ.get(SECOND_FS_ENV) == "required" or os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
 
 
 async def test_moves_across_filesystems_are_copied_verified_and_undone(

@@ -8,32 +8,22 @@ the test fails with the reason; it is never skipped.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import audiogen
+from tests.support import audiogen, mounts
 from tracktiond.tagwrite import TagValues, TagWriteOptions, write_tags
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"cannot mount a small tmpfs (needs root): {proc.stderr.strip()}")
     try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
+        with mounts.tmpfs(tmp_path / "small", "4m") as mnt:
+            yield mnt
+    except mounts.MountUnavailable as exc:
+        pytest.fail(str(exc))
 
 
 def test_a_full_disk_fails_the_write_cleanly(small_disk: Path, tmp_path: Path) -> None:
