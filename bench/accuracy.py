@@ -238,7 +238,7 @@ def fetch_real(mirrors: Path, target: Path) -> dict[str, dict[str, Any]]:
 
 def generate(target: Path, quick: bool) -> dict[str, dict[str, Any]]:
     target.mkdir(parents=True, exist_ok=True)
-    cases = sets.tempo_cases(8 if quick else 15, seed=7)
+    cases = sets.tempo_cases(8 if quick else 15, seed=7) + sets.noisy_cases(seed=13)
     cases += sets.key_cases(step=2 if quick else 1)
     cases += sets.key_cases(("saw", "piano"), drums=True, step=2 if quick else 1)
     found: dict[str, dict[str, Any]] = {}
@@ -247,8 +247,8 @@ def generate(target: Path, quick: bool) -> dict[str, dict[str, Any]]:
         if not path.exists():
             signals.write_audio(path, case.make())
         cls = case.name.split("/")[0]
-        if cls == "tempo":
-            cls = "tempo/" + case.name.split("/")[1]
+        if cls in ("tempo", "noisy"):
+            cls += "/" + case.name.split("/")[1]
         found[case.name] = {
             "path": str(path),
             "cls": cls,
@@ -330,7 +330,8 @@ def run_plain(tool: str, files: dict[str, dict[str, Any]]) -> dict[str, dict[str
             check=False,
             env=os.environ | {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"},
         )
-        done = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        done = [row for row in lines if "event" not in row]  # librosa_anchor's progress lines
         for row in done:
             found = {"bpm": row.get("bpm"), "error": row.get("error")}
             key = row.get("key")
@@ -477,7 +478,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         _log(f"  baseline done: {time.monotonic() - t0:.0f} s")
     key_files = {k: v for k, v in everything.items() if v.get("key")}
     profiles: dict[str, Any] = {}
-    if not args.quick:
+    if not (args.quick or args.skip_profiles):
         for profile in PROFILES:
             found = await run_tracktiond(
                 key_files, AnalysisSettings(key_profile=profile), WORKER_COMMAND
@@ -575,6 +576,7 @@ def main() -> int:
     parser.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"))
     parser.add_argument("--quick", action="store_true", help="fewer generated cases, no profiles")
     parser.add_argument("--baseline", type=Path, help="an older checkout to compare with")
+    parser.add_argument("--skip-profiles", action="store_true", help="no key-profile comparison")
     parser.add_argument("--skip-essentia", action="store_true")
     parser.add_argument("--skip-librosa", action="store_true")
     args = parser.parse_args()

@@ -64,6 +64,31 @@ def tempo_cases(
     return cases
 
 
+def noisy_cases(
+    kits: Sequence[str] = ("house", "breakbeat", "shuffle"), seed: int = 0
+) -> list[Case]:
+    """Drum patterns under pink noise as loud as they are (0 dB) or louder (+6 dB).
+
+    Evidence gets weak here and level errors appear: the set on which the confidence has to
+    show that it knows when it does not know.
+    """
+    cases = []
+    for k, kit in enumerate(kits):
+        for i, bpm in enumerate((72.0, 97.0, 128.0, 174.0)):
+            for noise_db in (0.0, 6.0):
+
+                def make(
+                    b: float = bpm,
+                    kt: str = kit,
+                    nd: float = noise_db,
+                    sd: int = seed + 100 * k + i,
+                ) -> signals.Signal:
+                    return signals.drum_pattern(b, kt, seconds=20.0, seed=sd, noise_db=nd)
+
+                cases.append(Case(f"noisy/{kit}/{bpm}/{noise_db:+.0f}dB", make, bpm=bpm))
+    return cases
+
+
 def key_cases(
     timbres: Sequence[str] = ("saw", "piano"), *, drums: bool = False, step: int = 1
 ) -> list[Case]:

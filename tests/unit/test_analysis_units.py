@@ -163,7 +163,7 @@ def test_windows_keep_every_block_once() -> None:
     acc = loudness.LoudnessAccumulator(meter, mono_source=False)
     window = 300 * loudness.HOP
     for start in range(0, total, window):
-        acc.feed(signal[start : start + window].astype(np.float64))  # type: ignore[arg-type]
+        acc.feed(signal[start : start + window].astype(np.float64))
     whole_m, whole_s = meter(signal)
     assert np.array_equal(acc.momentary(), whole_m)
     assert np.array_equal(acc.short_term(), whole_s)
@@ -265,10 +265,9 @@ def test_combine_beatless() -> None:
 def _level(bpm: float, kit: str, tracker: float) -> metre.LevelDecision:
     mono = signals.drum_pattern(bpm, kit, seconds=20.0, seed=3)[:, 0]
     envelopes = tempo.onset_envelopes(mono)
+    bass = envelopes.bass()
     return metre.decide(
-        tracker,
-        tempo.autocorrelation(envelopes.bass()),
-        tempo.autocorrelation(envelopes.full()),
+        tracker, tempo.autocorrelation(bass), tempo.autocorrelation(envelopes.full()), bass
     )
 
 
@@ -291,6 +290,20 @@ def test_the_level_comes_from_the_signal_not_the_tracker(
     assert decision.bpm == pytest.approx(bpm, rel=0.04), decision
     assert decision.evidenced
     assert decision.moved == (abs(tracker / bpm - 1.0) > 0.04 and decision.agrees)
+
+
+def test_evenness_tells_every_beat_from_every_other() -> None:
+    # Kick on every beat: even at the beat, every other "beat" empty at double the tempo.
+    house = tempo.onset_envelopes(signals.drum_pattern(100.0, "house", seed=1)[:, 0]).bass()
+    assert metre.evenness(house, 100.0) > 0.6
+    assert metre.evenness(house, 200.0) < 0.3
+    # Half-time: kick on 1, snare on 3 - the hats' beats alternate with empty ones down low.
+    half = tempo.onset_envelopes(signals.drum_pattern(140.0, "halftime", seed=1)[:, 0]).bass()
+    assert metre.evenness(half, 140.0) < metre.SKIP_EVENNESS
+    # Three beats to a bar, each with its hit: even over three beats.
+    waltz = tempo.onset_envelopes(signals.drum_pattern(150.0, "waltz", seed=1)[:, 0]).bass()
+    assert metre.evenness(waltz, 150.0, beats=3) > 0.4
+    assert metre.evenness(np.zeros(100), 120.0) == 1.0  # nothing to say: no skip
 
 
 def test_same_family() -> None:

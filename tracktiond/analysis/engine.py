@@ -50,6 +50,9 @@ SILENT_PEAK = 10 ** (-80 / 20)  # a window whose peak is below -80 dBFS is silen
 FRAME_FLOOR = 1e-4  # key frames quieter than -80 dBFS RMS carry no pitch information
 BRIGHT_HZ = 1500.0
 DANCEABILITY_TOP = 3.0  # essentia documents 0..~3, but steady loops reach 4-6 and tones far more
+# Far beyond anything music gives (steady loops stay below ~6): a pure tone or a drone, whose
+# fluctuation analysis degenerates; such audio does not invite dancing, so it counts as 0.
+DANCEABILITY_DEGENERATE = 10.0
 
 
 def soft_limit(dance: float) -> float:
@@ -58,7 +61,9 @@ def soft_limit(dance: float) -> float:
     Clipping at 3 made every drum loop (and 72 of 601 real files) read exactly 3.0; the tanh
     keeps the order of all values, is nearly the identity below 1.5 and never saturates.
     """
-    return DANCEABILITY_TOP * math.tanh(max(0.0, dance) / DANCEABILITY_TOP)
+    if not 0.0 < dance < DANCEABILITY_DEGENERATE:
+        return 0.0
+    return DANCEABILITY_TOP * math.tanh(dance / DANCEABILITY_TOP)
 
 
 @functools.cache
@@ -193,10 +198,9 @@ class _Engine:
         bpm = float(self.algo.bpm(mono))
         if not 20.0 < bpm < 400.0:
             return beatless
+        bass = envelopes.bass()
         level = metre.decide(
-            bpm,
-            tempo.autocorrelation(envelopes.bass()),
-            tempo.autocorrelation(envelopes.full()),
+            bpm, tempo.autocorrelation(bass), tempo.autocorrelation(envelopes.full()), bass
         )
         if level.clarity < tempo.MIN_CLARITY:
             return beatless

@@ -12,9 +12,11 @@ the level is chosen from the window's own onset envelopes in two steps:
    kick, snare body, bass) recurs at least :data:`FASTER_RATIO` as strongly as at the level below,
    and at least :data:`FASTER_STRENGTH` in absolute terms, is the beat: on a real beat every
    beat carries a low-band hit (kick or snare), while hats, which subdivide the beat, have no
-   energy there. Half the tempo is taken only when the bass band clearly skips every other
-   beat (recurrence below :data:`SLOWER_RATIO` of the slower level's, which is itself at least
-   :data:`SLOWER_STRENGTH`).
+   energy there. Half the tempo is taken only when the bass band recurs strongly at the slower
+   level (at least :data:`SLOWER_STRENGTH`), more weakly at this one (below
+   :data:`SLOWER_RATIO` of it) and, folded onto pairs of beats, clearly skips every other beat
+   (:func:`evenness` below :data:`SKIP_EVENNESS`): the phase-aware test settles breakbeats,
+   whose off-beat kick pushes make the autocorrelation alone ambiguous.
 
 When the bass band is too weak to say anything (much real music: acoustic guitars, strings,
 voices), the family's tempo is kept as the tracker found it, and the decision is marked
@@ -33,15 +35,19 @@ from typing import Any
 import numpy as np
 
 FPS = 44100 / 512  # onset-envelope frames per second (tempo.HOP at 44.1 kHz)
-MIN_BPM = 40.0
+# The span a beat is felt in (tapping studies put the slowest beat near 1 per second): a level
+# below MIN_BPM is never chosen, which also keeps half-time grooves at 60-110 BPM at their
+# hats' tempo instead of a 30-55 BPM "beat".
+MIN_BPM = 55.0
 MAX_BPM = 230.0
 FAMILY_MARGIN = 1.05
 FAMILY_RATIOS = (1.5, 1 / 1.5)
 COMB_TERMS = 4
 FASTER_RATIO = 0.62
 FASTER_STRENGTH = 0.3
-SLOWER_RATIO = 0.5
-SLOWER_STRENGTH = 0.35
+SLOWER_STRENGTH = 0.33
+SLOWER_RATIO = 0.6
+SKIP_EVENNESS = 0.4
 AGREEMENT = 0.04
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
@@ -61,6 +67,35 @@ def recurrence(r: FloatArray, bpm: float) -> float:
 def comb(r: FloatArray, bpm: float, terms: int = COMB_TERMS) -> float:
     """Mean recurrence at 1..``terms`` beat periods: how well ``bpm`` explains the envelope."""
     return float(np.mean([recurrence(r, bpm / k) for k in range(1, terms + 1)]))
+
+
+def evenness(envelope: FloatArray, bpm: float, beats: int = 2) -> float:
+    """How evenly ``envelope`` marks consecutive beats at ``bpm``, 0..1.
+
+    The envelope is folded onto a cycle of ``beats`` beats (mean per phase bin, median
+    removed); the strongest phase is taken as a beat, and the result is the weakest of the
+    other beats' peaks relative to it: about 1 when every beat has its hit, near 0 when the
+    bass plays only every other beat (the level is then half this tempo).
+    """
+    if not bpm > 0 or envelope.size < 2:
+        return 1.0
+    period = 60.0 / bpm * FPS * beats
+    bins = max(beats, round(period))
+    phase = ((np.arange(envelope.size) % period) / period * bins).astype(np.int64) % bins
+    counts = np.bincount(phase, minlength=bins)
+    cycle = np.bincount(phase, weights=envelope, minlength=bins) / np.maximum(counts, 1)
+    cycle = cycle - np.median(cycle)
+    width = max(1, bins // (8 * beats))  # ±1/8 beat for timing spread and rounding
+
+    def peak(at: int) -> float:
+        return float(max(cycle[(at + d) % bins] for d in range(-width, width + 1)))
+
+    top_at = int(np.argmax(cycle))
+    top = peak(top_at)
+    if not top > 0:
+        return 1.0
+    others = [max(0.0, peak(top_at + j * bins // beats)) for j in range(1, beats)]
+    return min(others) / top
 
 
 def family_score(r_full: FloatArray, bpm: float) -> float:
@@ -86,8 +121,11 @@ def same_family(a: float, b: float) -> bool:
     return any(abs(ratio / m - 1.0) <= AGREEMENT for m in (0.25, 0.5, 1.0, 2.0, 4.0))
 
 
-def decide(tracker_bpm: float, r_bass: FloatArray, r_full: FloatArray) -> LevelDecision:
-    """The beat tempo of one window from its tracker's estimate and its envelopes' ACFs."""
+def decide(
+    tracker_bpm: float, r_bass: FloatArray, r_full: FloatArray, bass: FloatArray
+) -> LevelDecision:
+    """The beat tempo of one window from its tracker's estimate, the autocorrelations of its
+    bass and full-band envelopes, and the bass envelope itself."""
     family = tracker_bpm
     best = family_score(r_full, family)
     for ratio in FAMILY_RATIOS:
@@ -112,7 +150,12 @@ def decide(tracker_bpm: float, r_bass: FloatArray, r_full: FloatArray) -> LevelD
     here = recurrence(r_bass, family)
     slower = family / 2.0
     below = recurrence(r_bass, slower)
-    if slower >= MIN_BPM and below >= SLOWER_STRENGTH and here < SLOWER_RATIO * below:
+    if (
+        slower >= MIN_BPM
+        and below >= SLOWER_STRENGTH
+        and here < SLOWER_RATIO * below
+        and evenness(bass, family) < SKIP_EVENNESS
+    ):
         return LevelDecision(
             slower, True, recurrence(r_full, slower), below / max(here, 1e-3), agrees, True
         )
