@@ -152,3 +152,39 @@ async def test_workers_of_a_killed_daemon_end_quietly(
         assert time.monotonic() < deadline, f"workers {workers} outlived their daemon by 10 s"
         time.sleep(0.1)
     assert "Traceback" not in d.log() and "BrokenPipeError" not in d.log(), d.report()
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
+async def test_a_burst_of_new_files_is_cataloged_once_in_bounded_memory(
+    tmp_path: Path, library: Path, daemons: Daemons
+) -> None:
+    """``TRACKTIOND_FAULT_BURST`` files (CI: 2,000; a soak: 50,000) appear at once."""
+    count = int(os.environ.get("TRACKTIOND_FAULT_BURST", "2000"))
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'state' / 'catalog.db'}"
+    port = free_port()
+    config = write_config(tmp_path / "etc" / "tracktiond.toml", roots=[library], port=port)
+    d = daemons.start(config, daemon_env(tmp_path, db_url), port)
+    d.wait_ready(60)
+    template = audiogen.make_audio(tmp_path / "template.wav", seconds=0.05, channels=1)
+    data = template.read_bytes()
+    for i in range(count):
+        folder = library / f"drop {i // 500:03d}"
+        folder.mkdir(exist_ok=True)
+        # Distinct content per file: a different last sample byte pair, an honest new file.
+        (folder / f"{i:06d}.wav").write_bytes(data[:-2] + i.to_bytes(4, "little")[:2])
+
+    def cataloged() -> bool:
+        return bool(d.status()["files"].get("cataloged", 0) >= count)
+
+    await wait_until(cataloged, 60 + count / 20, lambda: f"burst cataloged: {d.status()}", d)
+    doc = d.status()
+    assert doc["files"].get("cataloged") == count and doc["queue"]["pending"] == 0, doc
+    peak = _peak_rss_mb(d.pid)
+    print(f"{count:,} files at once: all cataloged once, daemon peak RSS {peak:.0f} MB")
+    assert peak < 400, f"daemon peak RSS {peak:.0f} MB for a burst of {count:,} files"
