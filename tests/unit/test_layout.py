@@ -55,10 +55,10 @@ ALLOWED: dict[str, set[str]] = {
         "startup",
         *BASE,
     },
-    # The entry point: standard library only at import time; it hands over to the CLI.
     "organise": {"catalog", "media", *BASE},
     "tracklists": {"catalog", "media", *BASE},
     "fingerprint": {"media", *BASE},
+    # The entry point: standard library only at import time; it hands over to the CLI.
     "startup": {"cli"},
     "__init__": set(),
     "__main__": {"startup"},
