@@ -122,10 +122,14 @@ def baseline_identify(
             offset = (qt - hits.t) // 2
             cell = (hits.track.astype(np.int64) << 32) | (offset + (1 << 31))
             cells, counts = np.unique(cell, return_counts=True)
-            for c in cells[np.argsort(counts)[::-1][:4]]:
+            # Like ours, one candidate per track and window (its best offset): a loop matches
+            # itself a bar away, in either scheme.
+            seen: set[int] = set()
+            for c in cells[np.argsort(counts)[::-1][:16]]:
                 mine = cell == c
                 n = int(np.unique(hits.query[mine]).size)
-                if n >= s.match.min_aligned:
+                if n >= s.match.min_aligned and int(c >> 32) not in seen and len(seen) < 4:
+                    seen.add(int(c >> 32))
                     off = float(((c & 0xFFFFFFFF) - (1 << 31)) * 2)
                     found.append(
                         Candidate(

@@ -81,10 +81,8 @@ def identify_set(
     start = 0
     while True:
         end = start + win
-        lo, hi = np.searchsorted(query.t, [start, end])
-        mask = np.zeros(len(query), dtype=bool)
-        mask[lo:hi] = True
-        part = query.select(mask)
+        lo, hi = np.searchsorted(query.t, [start, end])  # query hashes are in anchor order
+        part = query.select(np.arange(lo, hi))
         hits = index.lookup(part)
         found = match_window(part, hits, (start + end) / 2, settings.match)
         tracks.update(c.track for c in found)
