@@ -340,6 +340,12 @@ def test_tuning_is_estimated_and_corrected(cents: float) -> None:
 def test_tuning_of_nothing_is_concert_pitch() -> None:
     assert tuning.estimate_cents(np.zeros(tuning.FINE_BINS)) == 0.0
     assert tuning.estimate_cents(np.ones(tuning.FINE_BINS)) == 0.0
+    # A faint lean within an otherwise even spread is chance, not a tuning.
+    lean = np.ones(tuning.FINE_BINS) + 0.05 * _fine_profile((0, 3, 7), 30.0)
+    assert tuning.estimate_cents(lean) == 0.0
+    assert (
+        tuning.estimate_cents(0.1 * np.ones(tuning.FINE_BINS) + _fine_profile((0, 3, 7), 30.0)) > 20
+    )
 
 
 # -- decoding -------------------------------------------------------------------------------------
