@@ -205,7 +205,7 @@ class AnalysisConfig(_Section):
     key_profile: Literal[
         "edma", "edmm", "bgate", "temperley", "krumhansl", "shaath", "diatonic", "noland",
         "faraldo", "tonictriad", "temperley2005", "thpcp", "gomez",
-    ] = "edma"  # fmt: skip
+    ] = "temperley"  # fmt: skip
     # Optional essentia TensorFlow mood models (see docs/analysis.md).
     models_dir: Path | None = None
     memory_limit_mb: Annotated[int, Field(ge=128)] = 1536

@@ -375,8 +375,10 @@ async def test_danceability_and_mood_spread(analysed: dict[str, AnalysisResult])
     low, high = np.percentile(values, [10, 90])
     assert high - low >= 0.7, (low, high)
     moods = Counter(r.mood for r in analysed.values())
-    assert len(moods) == 4, moods
-    assert max(moods.values()) <= 0.6 * len(analysed), moods
+    assert len(moods) >= 3 and max(moods.values()) <= 0.6 * len(analysed), moods
+    for axis in ("energy", "valence"):
+        low, high = np.percentile([getattr(r, axis) for r in analysed.values()], [10, 90])
+        assert high - low >= 0.2, (axis, low, high)
     # Drum loops dance more than held chords and tones.
     loops = np.mean([r.danceability for n, r in analysed.items() if n.startswith("tempo/house/")])
     assert loops > analysed["beatless/held"].danceability
