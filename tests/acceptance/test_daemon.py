@@ -274,6 +274,7 @@ def write_config(
     listen: str | None = None,
     analysis: bool = False,
     tagging: bool = False,
+    analysis_workers: int = 1,
 ) -> Path:
     """Write the config atomically (as editors do), so a reload never reads half a file."""
     roots_toml = ", ".join(json.dumps(str(r)) for r in roots)
@@ -295,7 +296,7 @@ log_level = "info"
 
 [analysis]
 enabled = {"true" if analysis else "false"}
-workers = 1
+workers = {analysis_workers}
 
 [tagging]
 write = {"true" if tagging else "false"}

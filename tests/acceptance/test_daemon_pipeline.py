@@ -57,13 +57,9 @@ TAGGED = {  # where each format keeps the key tracktiond writes
 
 
 def pipeline_config(path: Path, root: Path, port: int, *, tagging: bool = True) -> Path:
-    write_config(path, roots=[root], port=port)
-    text = path.read_text().replace(
-        "[analysis]\nenabled = false\n",
-        f"[analysis]\nenabled = true\nworkers = 2\n\n[tagging]\nwrite = {str(tagging).lower()}\n",
+    return write_config(
+        path, roots=[root], port=port, analysis=True, analysis_workers=2, tagging=tagging
     )
-    path.write_text(text)
-    return path
 
 
 def file_key(path: Path) -> str | None:
