@@ -63,12 +63,15 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    server.start()
-    try:
+    with PostgresServer() as server:
         yield server
-    finally:
-        server.stop()
+
+
+@pytest.fixture(scope="module")
+def private_pg() -> Iterator[PostgresServer]:
+    """A server of the module's own, for tests that stop it without disturbing the session's."""
+    with PostgresServer() as server:
+        yield server
 
 
 def _migrate(url: str) -> None:

@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,16 +22,6 @@ pytestmark = pytest.mark.postgres
 
 TRACKTIOND = [sys.executable, "-m", "tracktiond"]
 COPIES = 3000  # enough that the scan is still running well after the first batches commit
-
-
-@pytest.fixture
-def private_pg() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _cataloged(server: PostgresServer) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -32,17 +32,6 @@ def closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port  # nothing listens on it once the socket is closed
-
-
-@pytest.fixture(scope="module")
-def private_pg() -> Iterator[PostgresServer]:
-    """A server of this module's own, to stop without disturbing the session's."""
-    server = PostgresServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

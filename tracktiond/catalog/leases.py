@@ -190,6 +190,12 @@ class LeaseQueue(ABC, Generic[C, J]):
         }
 
     @classmethod
+    def deferred(cls, until: datetime) -> dict[str, Any]:
+        """Values for a row put back untried: lease freed, due again at ``until``, no attempt
+        counted (the job could not start, e.g. its file was still being written)."""
+        return {cls.owner.name: None, cls.expires.name: None, cls.not_before.name: until}
+
+    @classmethod
     def failed(
         cls,
         attempts_before: int,

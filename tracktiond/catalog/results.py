@@ -237,9 +237,7 @@ class ResultsMixin(StoreBase):
                     last_error=reason,
                     last_seen=now,
                     updated_at=now,
-                    lease_owner=None,
-                    lease_expires=None,
-                    not_before=now + timedelta(seconds=ARRIVING_RECHECK_SECONDS),
+                    **IngestQueue.deferred(now + timedelta(seconds=ARRIVING_RECHECK_SECONDS)),
                 )
             )
             return Outcome.DEFERRED
