@@ -3,18 +3,20 @@
 ``fingerprint_blocks`` streams mono blocks at ``SpectrumSettings.rate`` through the spectrogram
 and the peak picker; the audio and the spectrogram are never held whole, the peaks are (a few
 hundred bytes per second). ``identify_set`` forms the set's query triplets (the denser fan-out),
-looks up overlapping windows of them, verifies each window's candidates and smooths the
+looks them up a chunk of the set at a time (one pass over a catalog index per chunk, so the
+hits held at once stay bounded), verifies each overlapping window's candidates and smooths the
 windows into segments.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-from tracktiond.fingerprint.index import FingerprintIndex
+from tracktiond.fingerprint.index import FingerprintIndex, Hits
 from tracktiond.fingerprint.matcher import MatchSettings, match_window
 from tracktiond.fingerprint.peaks import Peaks, PeakSettings, peaks_of
 from tracktiond.fingerprint.segments import Segment, SegmentSettings, Window, smooth
@@ -31,6 +33,19 @@ class FingerprintSettings:
     segments: SegmentSettings = field(default_factory=SegmentSettings)
     window_seconds: float = 16.0
     hop_seconds: float = 4.0
+    chunk_seconds: float = 1800.0  # the set is looked up this much at a time
+
+
+class PostingSource(Protocol):
+    """What a set is identified against: the in-memory index, or the catalog's."""
+
+    def lookup(self, hashes: Hashes) -> Hits:
+        """The postings sharing a key with ``hashes``; ``Hits.query`` indexes ``hashes``."""
+        ...
+
+    def frames(self, track: int) -> int:
+        """The indexed track's length in frames."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -60,7 +75,7 @@ def fingerprint_blocks(blocks: Iterable[F32], settings: FingerprintSettings) -> 
 
 
 def new_index(settings: FingerprintSettings) -> FingerprintIndex:
-    return FingerprintIndex(settings.triplets.key_space)
+    return FingerprintIndex()
 
 
 def add_track(
@@ -69,27 +84,49 @@ def add_track(
     index.add(track, fp.index_hashes(settings), fp.frames)
 
 
+def query_hashes(fp: Fingerprint, settings: FingerprintSettings) -> Hashes:
+    return triplet_hashes(fp.peaks, settings.triplets, fanout=settings.triplets.query_fanout)
+
+
 def identify_set(
-    fp: Fingerprint, index: FingerprintIndex, settings: FingerprintSettings
+    fp: Fingerprint,
+    index: PostingSource,
+    settings: FingerprintSettings,
+    progress: Callable[[float], None] | None = None,
 ) -> list[Segment]:
-    """The indexed tracks ``fp`` plays, in order, with times in seconds; unknown stays out."""
+    """The indexed tracks ``fp`` plays, in order, with times in seconds; unknown stays out.
+
+    ``progress`` is told the seconds of the set done so far, after each chunk.
+    """
     sec = settings.spectrum.frame_seconds
-    query = triplet_hashes(fp.peaks, settings.triplets, fanout=settings.triplets.query_fanout)
+    query = query_hashes(fp, settings)
     win, hop = round(settings.window_seconds / sec), round(settings.hop_seconds / sec)
+    chunk = max(win, round(settings.chunk_seconds / sec) // hop * hop)
     windows: list[Window] = []
     tracks: set[int] = set()
-    start = 0
-    while True:
-        end = start + win
-        lo, hi = np.searchsorted(query.t, [start, end])  # query hashes are in anchor order
+    starts = list(range(0, max(fp.frames - win, 0) + hop, hop)) or [0]
+    for first in range(0, len(starts), max(1, chunk // hop)):
+        mine = starts[first : first + max(1, chunk // hop)]
+        # One lookup for every window starting in this chunk: the hashes from the chunk's
+        # first window start to its last window's end.
+        lo, hi = np.searchsorted(query.t, [mine[0], mine[-1] + win])
         part = query.select(np.arange(lo, hi))
         hits = index.lookup(part)
-        found = match_window(part, hits, (start + end) / 2, settings.match)
-        tracks.update(c.track for c in found)
-        windows.append(Window(start * sec, min(end, fp.frames) * sec, found))
-        if end >= fp.frames:
-            break
-        start += hop
+        order = np.argsort(hits.query, kind="stable")
+        hits = Hits(
+            hits.query[order], hits.track[order], hits.t[order], hits.span[order], hits.f[order]
+        )
+        for start in mine:
+            end = start + win
+            wlo, whi = np.searchsorted(part.t, [start, end])  # query hashes are in anchor order
+            hlo, hhi = np.searchsorted(hits.query, [wlo, whi])
+            found = match_window(
+                part, hits.select(np.arange(hlo, hhi)), (start + end) / 2, settings.match
+            )
+            tracks.update(c.track for c in found)
+            windows.append(Window(start * sec, min(end, fp.frames) * sec, found))
+        if progress is not None:
+            progress(min(mine[-1] + win, fp.frames) * sec)
     bins_per_semitone = settings.spectrum.bins_per_octave / 12
     lengths = {t: index.frames(t) * sec for t in tracks}
     return smooth(windows, sec, bins_per_semitone, lengths, settings.segments)

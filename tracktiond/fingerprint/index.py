@@ -1,11 +1,12 @@
 """An in-memory inverted index: hash key to postings (track, anchor frame, span, anchor bin).
 
-Postings are kept as parallel NumPy arrays sorted by key, with a table of where each key's run
-starts (the key space is small, ``TripletSettings.key_space``), so a lookup of a window's hashes
-is a few vectorised gathers. Adding or removing a track marks the arrays stale; they are rebuilt
-on the next lookup (the catalog's packed posting lists, for large libraries, are the next step:
-docs/identify.md). Keys whose postings exceed ``max_postings`` are skipped at query time: a hash
-that common says little and costs much.
+Postings are kept as parallel NumPy arrays sorted by key; a lookup finds each key's run with a
+binary search (no table over the key space, which may be 2^24 keys or more), then gathers the
+runs in a few vectorised steps. Adding or removing a track marks the arrays stale; they are
+rebuilt on the next lookup. This is the index of tests and benchmarks; the catalog's packed
+posting lists (``catalog/fingerprints.py``) answer the same ``lookup`` for a library. Keys whose
+postings exceed ``max_postings`` are skipped at query time: a hash that common says little and
+costs much.
 """
 
 from __future__ import annotations
@@ -39,12 +40,30 @@ class Hits:
         return Hits(self.query[mask], self.track[mask], self.t[mask], self.span[mask], self.f[mask])
 
 
+def gather(
+    keys: np.ndarray[Any, Any], wanted: np.ndarray[Any, Any], max_postings: int
+) -> tuple[I64, I64]:
+    """For ``wanted`` keys, the pairs (which wanted key, position in ``keys``) of equal keys.
+
+    ``keys`` is sorted; runs longer than ``max_postings`` are left out.
+    """
+    lo = np.searchsorted(keys, wanted, side="left").astype(np.int64)
+    hi = np.searchsorted(keys, wanted, side="right").astype(np.int64)
+    count = hi - lo
+    count[count > max_postings] = 0
+    total = int(count.sum())
+    which = np.repeat(np.arange(wanted.size, dtype=np.int64), count)
+    # Position within each run: a running index minus where the run began.
+    run_start = np.repeat(np.cumsum(count) - count, count)
+    pos = np.repeat(lo, count) + (np.arange(total, dtype=np.int64) - run_start)
+    return which, pos
+
+
 class FingerprintIndex:
-    def __init__(self, key_space: int, *, max_postings: int = 20_000) -> None:
-        self.key_space = key_space
+    def __init__(self, *, max_postings: int = 20_000) -> None:
         self.max_postings = max_postings
         self._tracks: dict[int, tuple[Hashes, int]] = {}  # track -> (hashes, frames)
-        self._frozen: tuple[I64, I32, I32, I32, F32] | None = None
+        self._frozen: tuple[np.ndarray[Any, Any], I32, I32, I32, F32] | None = None
 
     def add(self, track: int, hashes: Hashes, frames: int) -> None:
         """Index (or re-index) ``track``: its hashes and its length in frames."""
@@ -68,7 +87,7 @@ class FingerprintIndex:
     def postings(self) -> int:
         return sum(len(h) for h, _ in self._tracks.values())
 
-    def _freeze(self) -> tuple[I64, I32, I32, I32, F32]:
+    def _freeze(self) -> tuple[np.ndarray[Any, Any], I32, I32, I32, F32]:
         if self._frozen is None:
             items = list(self._tracks.items())
             key = np.concatenate([h.key for _, (h, _) in items] or [np.zeros(0, np.uint32)])
@@ -79,20 +98,11 @@ class FingerprintIndex:
             span = np.concatenate([h.span for _, (h, _) in items] or [np.zeros(0, np.int32)])
             f = np.concatenate([h.f for _, (h, _) in items] or [np.zeros(0, np.float32)])
             order = np.argsort(key, kind="stable")
-            starts = np.zeros(self.key_space + 1, dtype=np.int64)
-            starts[1:] = np.cumsum(np.bincount(key, minlength=self.key_space)[: self.key_space])
-            self._frozen = (starts, track[order], t[order], span[order], f[order])
+            self._frozen = (key[order], track[order], t[order], span[order], f[order])
         return self._frozen
 
     def lookup(self, hashes: Hashes) -> Hits:
-        starts, track, t, span, f = self._freeze()
-        key = hashes.key.astype(np.int64)
-        lo, hi = starts[key], starts[key + 1]
-        count = hi - lo
-        count[count > self.max_postings] = 0
-        total = int(count.sum())
-        query = np.repeat(np.arange(key.size, dtype=np.int64), count)
-        # Position within each run: a running index minus where the run began.
-        run_start = np.repeat(np.cumsum(count) - count, count)
-        pos = np.repeat(lo, count) + (np.arange(total, dtype=np.int64) - run_start)
+        """Every posting that shares a key with one of ``hashes``, in the order of ``hashes``."""
+        keys, track, t, span, f = self._freeze()
+        query, pos = gather(keys, hashes.key, self.max_postings)
         return Hits(query, track[pos], t[pos], span[pos], f[pos])
