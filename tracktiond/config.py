@@ -287,6 +287,23 @@ class TracklistsConfig(_Section):
             raise ValueError(f"unknown encoding {value!r}") from None
 
 
+class FingerprintConfig(_Section):
+    """Identifying the library's tracks inside recorded sets (docs/identify.md)."""
+
+    # Off by default: the index costs CPU once per track and ~300 bytes per second of audio.
+    enabled: bool = False
+    # Recordings shorter than this are tracks (indexed); longer ones are sets (identified
+    # against the index). Default: [analysis] long_recording_seconds.
+    track_max_seconds: Annotated[float, Field(gt=0)] | None = None
+    # Postings per second of indexed audio: "low" halves the index at some recall.
+    density: Literal["low", "normal", "high"] = "normal"
+    # Worker processes decoding and fingerprinting (default: one).
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
+    # A set is identified again once the index has not changed for this long.
+    identify_debounce_seconds: Annotated[float, Field(ge=0)] = 60.0
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+
+
 class Config(_Section):
     library: LibraryConfig = LibraryConfig()
     scan: ScanConfig = ScanConfig()
@@ -299,6 +316,7 @@ class Config(_Section):
     daemon: DaemonConfig = DaemonConfig()
     organise: OrganiseConfig = OrganiseConfig()
     tracklists: TracklistsConfig = TracklistsConfig()
+    fingerprint: FingerprintConfig = FingerprintConfig()
 
     # Where the configuration came from (None: built-in defaults); not a TOML key.
     source: Path | None = Field(default=None, exclude=True)

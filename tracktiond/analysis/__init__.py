@@ -17,7 +17,9 @@ The modules, in the order an analysis goes through them:
   combined into a tempo, its confidence and curve;
 - ``tuning``: the recording's tuning, and its pitch profile corrected for it before the key;
 - ``loudness``, ``mood``: the other estimators the engine combines (keys are ``media.keys``);
-- ``result``: the result as plain data, JSON round-trippable, and its catalog metadata.
+- ``result``: the result as plain data, JSON round-trippable, and its catalog metadata;
+- ``fingerprinting``: the worker's other task: one recording decoded at 8 kHz into the peaks
+  of its fingerprint (``tracktiond.fingerprint``).
 """
 
 from tracktiond.analysis.pool import AnalysisFailed, AnalysisPool

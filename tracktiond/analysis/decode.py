@@ -291,14 +291,16 @@ class _Attempts:
 class Decoder:
     """``with Decoder(path, block_seconds) as dec: for block in dec.blocks(): ...``.
 
-    Blocks are ``(2, n)`` float32 arrays (planar stereo) at 44.1 kHz; every block but the last
+    Blocks are ``(2, n)`` float32 arrays (planar stereo) at ``rate`` (44.1 kHz unless asked
+    otherwise); every block but the last
     has exactly ``block_samples`` samples; a final remainder shorter than a third of a block is
     appended to the block before it, so no analysis window is uselessly short.
     """
 
-    def __init__(self, path: str, block_samples: int) -> None:
+    def __init__(self, path: str, block_samples: int, *, rate: int = RATE) -> None:
         self.path = path
         self.block_samples = block_samples
+        self.rate = rate  # the fingerprinter asks for 8 kHz; the analysis for RATE
         self.decoded_samples = 0
         self.source_channels = 0  # of the first decoded frame (streams may change mid-way)
         self.warnings: list[str] = []
@@ -342,7 +344,7 @@ class Decoder:
 
     @property
     def decoded_seconds(self) -> float:
-        return self.decoded_samples / RATE
+        return self.decoded_samples / self.rate
 
     @property
     def source_name(self) -> str:
@@ -392,7 +394,7 @@ class Decoder:
                 # duplicating it here keeps the samples (and so the sample peak) exact.
                 mono = len(frame.layout.channels) == 1
                 layout = "mono" if mono else "stereo"
-                resampler = av.AudioResampler(format="fltp", layout=layout, rate=RATE)
+                resampler = av.AudioResampler(format="fltp", layout=layout, rate=self.rate)
                 setup = this
                 if not self.source_channels:
                     self.source_channels = len(frame.layout.channels)

@@ -249,6 +249,23 @@ class AnalysisPool:
         self, path: str, settings: AnalysisSettings, duration_hint: float | None = None
     ) -> AnalysisResult:
         """Analyse ``path`` in a worker; raises :class:`AnalysisFailed` on any failure."""
+        request = {"path": path, "settings": settings.to_dict()}
+        result = await self._job(path, request, duration_hint)
+        try:
+            return AnalysisResult.from_dict(result)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AnalysisFailed(
+                FailureClass.BUG, f"internal error: malformed worker result: {exc}"
+            ) from exc
+
+    async def fingerprint(self, path: str, duration_hint: float | None = None) -> dict[str, Any]:
+        """The fingerprint of ``path`` made in a worker (``analysis.fingerprinting``), under the
+        same guards as an analysis; raises :class:`AnalysisFailed` on any failure."""
+        return await self._job(path, {"task": "fingerprint", "path": path}, duration_hint)
+
+    async def _job(
+        self, path: str, request: dict[str, Any], duration_hint: float | None
+    ) -> dict[str, Any]:
         if self._closed:
             raise RuntimeError("the analysis pool is closed")
         if duration_hint is None:
@@ -259,17 +276,15 @@ class AnalysisPool:
         async with self._limiter:
             self._busy += 1
             try:
-                return await self._analyze(path, settings, timeout)
+                return await self._attempt(path, request, timeout)
             finally:
                 self._busy -= 1
 
-    async def _analyze(
-        self, path: str, settings: AnalysisSettings, limit_s: float
-    ) -> AnalysisResult:
+    async def _attempt(self, path: str, request: dict[str, Any], limit_s: float) -> dict[str, Any]:
         worker = self._idle.pop() if self._idle else await self._spawn()
         reusable = False
         try:
-            response = await self._run(worker, path, settings, limit_s)
+            response = await self._run(worker, request, limit_s)
             reusable = True
         finally:
             if reusable and self._keep(worker):
@@ -278,12 +293,12 @@ class AnalysisPool:
                 self._all.discard(worker)
                 await worker.kill()
         if response.get("ok"):
-            try:
-                return AnalysisResult.from_dict(response["result"])
-            except (KeyError, TypeError, ValueError) as exc:
+            result = response.get("result")
+            if not isinstance(result, dict):
                 raise AnalysisFailed(
-                    FailureClass.BUG, f"internal error: malformed worker result: {exc}"
-                ) from exc
+                    FailureClass.BUG, "internal error: malformed worker result: not an object"
+                )
+            return result
         reason = str(response.get("reason") or "analysis failed")
         try:
             failure = FailureClass(response.get("class", "bug"))
@@ -347,7 +362,7 @@ class AnalysisPool:
         return worker
 
     async def _run(
-        self, worker: _Worker, path: str, settings: AnalysisSettings, limit_s: float
+        self, worker: _Worker, request: dict[str, Any], limit_s: float
     ) -> dict[str, Any]:
         self._next_id += 1
         job_id = self._next_id
@@ -359,7 +374,7 @@ class AnalysisPool:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch_memory, worker, state)
                 try:
-                    await worker.send({"id": job_id, "path": path, "settings": settings.to_dict()})
+                    await worker.send({"id": job_id, **request})
                     response = await worker.receive()
                 except (
                     anyio.EndOfStream,

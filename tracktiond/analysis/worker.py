@@ -7,7 +7,8 @@ runaway allocation costs this process, never the daemon (DESIGN invariant 4).
 Protocol, one JSON object per line:
 
 * worker -> pool, once at start: ``{"ready": true, "pid": N}``
-* pool -> worker: ``{"id": N, "path": "...", "settings": {...}}``
+* pool -> worker: ``{"id": N, "path": "...", "settings": {...}}`` (an analysis), or
+  ``{"id": N, "task": "fingerprint", "path": "..."}`` (a fingerprint: ``fingerprinting.py``)
 * worker -> pool: ``{"id": N, "ok": true, "result": {...}, "peak_rss": BYTES}`` or
   ``{"id": N, "ok": false, "class": "bad_input"|"transient"|"bug", "reason": "...",
   "traceback": "..."|null, "peak_rss": BYTES}``
@@ -63,6 +64,10 @@ def _handle(request: dict[str, Any], analyze: Analyze) -> dict[str, Any]:
     job = request.get("id")
     try:
         path = str(request["path"])
+        if request.get("task") == "fingerprint":
+            from tracktiond.analysis.fingerprinting import fingerprint_file
+
+            return {"id": job, "ok": True, "result": fingerprint_file(path)}
         settings = AnalysisSettings.from_dict(dict(request.get("settings") or {}))
         result = analyze(path, settings)
         return {"id": job, "ok": True, "result": result.to_dict()}

@@ -16,6 +16,8 @@ Driver errors are translated here, once (``database``): callers see ``CatalogUna
   dataclasses); ``wordindex``: each recording's search words, which matching looks up;
 - ``outbox``: the graph outbox; ``reports``: status, queue depth, duplicates, ``show``;
 - ``plans``: organise plans, their journal of steps, and the inbox queue;
+- ``fingerprints``: the fingerprint index (posting batches), its queues' records, the sets'
+  "auto" tracklists;
 - ``values``: the dataclasses callers hand in and get back; ``base``: statement helpers;
 - ``store``: ``Catalog``, the one object callers hold.
 """

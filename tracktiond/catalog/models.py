@@ -22,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -349,6 +350,75 @@ class GraphOutbox(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class FingerprintState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Fingerprint(Base):
+    """One row per audio stream: the fingerprint queue, and what the index knows of it
+    (catalog/fingerprints.py; migration 0010 says what each column is for)."""
+
+    __tablename__ = "fingerprints"
+    __table_args__ = (
+        Index("ix_fingerprints_lease_owner", "lease_owner"),
+        Index("ix_fingerprints_identify_owner", "identify_owner"),
+    )
+
+    audio_hash: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str | None] = mapped_column(String(8), nullable=True)  # "track" or "set"
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    settings: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    track_no: Mapped[int | None] = mapped_column(Integer, nullable=True, unique=True)
+    batch_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    frames: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    postings: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    peaks: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    error_class: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    elapsed_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(96), nullable=True)
+    lease_expires: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    identified_generation: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    identified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    identify_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    identify_owner: Mapped[str | None] = mapped_column(String(96), nullable=True)
+    identify_expires: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    identify_not_before: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    identify_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FingerprintBatch(Base):
+    """The postings of the tracks one write indexed (``fingerprint.postings.Batch``)."""
+
+    __tablename__ = "fingerprint_batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    keys: Mapped[bytes] = mapped_column(LargeBinary)
+    postings: Mapped[bytes] = mapped_column(LargeBinary)
+    n_postings: Mapped[int] = mapped_column(Integer)
+    n_tracks: Mapped[int] = mapped_column(Integer)
+    dead_postings: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FingerprintIndexState(Base):
+    """One row (id 1): the index's generation, when it last changed, the next track number."""
+
+    __tablename__ = "fingerprint_index"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer)
+    next_track: Mapped[int] = mapped_column(Integer)
+    changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
 recordings = cast(Table, Recording.__table__)
 files = cast(Table, File.__table__)
 metadata_entries = cast(Table, MetadataEntry.__table__)
@@ -358,3 +428,6 @@ tracklist_entries = cast(Table, TracklistEntryRow.__table__)
 recording_words = cast(Table, RecordingWord.__table__)
 analyses = cast(Table, Analysis.__table__)
 graph_outbox = cast(Table, GraphOutbox.__table__)
+fingerprints = cast(Table, Fingerprint.__table__)
+fingerprint_batches = cast(Table, FingerprintBatch.__table__)
+fingerprint_index = cast(Table, FingerprintIndexState.__table__)

@@ -19,7 +19,10 @@ through ``self.engine`` (declared by ``base.StoreBase``):
 - ``plans``: organise plans, their journal, and the inbox queue (``Catalog.organise_queue``);
 - ``sources`` and ``tracklists``: the sheets and lists tracklists are read from (the tracklist
   queue, ``Catalog.tracklist_queue``), tracklist versions, entries and matches (``wordindex``:
-  the search words matching looks candidates up by; ``tracklistvalues``: their dataclasses).
+  the search words matching looks candidates up by; ``tracklistvalues``: their dataclasses);
+- ``fingerprints``: the fingerprint index (posting batches per group of tracks), the
+  fingerprint and identification queues (``Catalog.fingerprint_queue`` / ``identify_queue``)
+  and the sets' "auto" tracklists.
 
 Shared by them: ``values`` (the dataclasses callers see), ``base`` (the base class and statement
 helpers) and ``upkeep`` (writes inside a transaction that keep a recording's rows consistent).
@@ -39,6 +42,7 @@ from tracktiond.catalog.analyses import AnalysisResultsMixin
 from tracktiond.catalog.base import IN_CHUNK
 from tracktiond.catalog.database import create_engine
 from tracktiond.catalog.discovery import DiscoveryMixin
+from tracktiond.catalog.fingerprints import FingerprintsMixin
 from tracktiond.catalog.leases import LeaseQueue, dead_local_owners
 from tracktiond.catalog.outbox import GraphOutboxMixin
 from tracktiond.catalog.plans import OrganiseMixin
@@ -63,6 +67,8 @@ from tracktiond.catalog.values import (
 )
 from tracktiond.catalog.work import (
     AnalysisQueue,
+    FingerprintQueue,
+    IdentifyQueue,
     IngestQueue,
     OrganiseQueue,
     TagQueue,
@@ -97,6 +103,7 @@ class Catalog(
     OrganiseMixin,
     SourcesMixin,
     TracklistsMixin,
+    FingerprintsMixin,
 ):
     """The catalog database. Open with ``await Catalog.open(url)``; close with ``close()``."""
 
@@ -109,12 +116,16 @@ class Catalog(
         self.tag_queue = TagQueue(engine)
         self.organise_queue = OrganiseQueue(engine)
         self.tracklist_queue = TracklistQueue(engine)
+        self.fingerprint_queue = FingerprintQueue(engine)
+        self.identify_queue = IdentifyQueue(engine)
         self.queues: tuple[LeaseQueue[Any, Any], ...] = (
             self.ingest_queue,
             self.analysis_queue,
             self.tag_queue,
             self.organise_queue,
             self.tracklist_queue,
+            self.fingerprint_queue,
+            self.identify_queue,
         )
 
     @classmethod

@@ -106,6 +106,30 @@ class AnalysisJob:
 
 
 @dataclass(frozen=True, slots=True)
+class FingerprintJob:
+    """An audio stream to fingerprint, and one present file that holds it."""
+
+    audio_hash: str
+    path: str
+    duration: float | None
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifyJob:
+    """A set to identify against the index: its stored peaks, and the generation of the
+    index it is identified against (what a finished job records)."""
+
+    audio_hash: str
+    recording_ids: tuple[uuid.UUID, ...]
+    path: str
+    frames: int
+    peaks: bytes
+    generation: int
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class TagJob:
     """A file whose tags should be brought in line with its recording's analysis."""
 

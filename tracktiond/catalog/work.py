@@ -10,6 +10,11 @@
   the ingest lease of a file and its tag lease never extend each other).
 - ``OrganiseQueue``: files that arrived in an inbox root, cataloged (and analysed, when the
   naming patterns use analysis fields), not yet moved into the library (``organise_queue``).
+- ``FingerprintQueue``: one row per audio stream (``fingerprints``, seeded from ``analyses``):
+  streams not fingerprinted yet, or with other settings; a job names one present file.
+- ``IdentifyQueue``: fingerprinted sets not identified against the index's current generation,
+  once the index has been quiet for the debounce (``fingerprints.identify_*``: its own lease
+  columns); a job carries the set's stored peaks.
 - ``TracklistQueue``: tracklist sources (``tracklist_sources``): new or changed sheets and lists,
   gone ones (to retire their tracklists), and ones waiting for their audio (or failed) once a
   file in their directory was cataloged after they were last looked at.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Column, Select, and_, case, exists, or_, select
@@ -31,15 +37,18 @@ from tracktiond.catalog.leases import LeaseQueue
 from tracktiond.catalog.models import (
     AnalysisState,
     FileState,
+    FingerprintState,
     TracklistSourceState,
     analyses,
     files,
+    fingerprint_index,
+    fingerprints,
     recordings,
     tracklist_sources,
 )
 from tracktiond.catalog.plans import InboxClaim, InboxJob, organise_queue
 from tracktiond.catalog.tracklistvalues import SourceJob
-from tracktiond.catalog.values import AnalysisJob, Job, TagJob
+from tracktiond.catalog.values import AnalysisJob, FingerprintJob, IdentifyJob, Job, TagJob
 
 
 class IngestQueue(LeaseQueue[Sequence[str], Job]):
@@ -247,6 +256,156 @@ class OrganiseQueue(LeaseQueue[InboxClaim, InboxJob]):
         return sorted(
             (InboxJob(r.id, r.path, attempts[r.id]) for r in found), key=lambda j: j.file_id
         )
+
+
+def _held(audio_hash: Any) -> Any:
+    """A cataloged file holds the audio stream ``audio_hash``."""
+    return exists(
+        select(recordings.c.id)
+        .join(files, files.c.recording_id == recordings.c.id)
+        .where(recordings.c.audio_hash == audio_hash, files.c.state == FileState.CATALOGED.value)
+    )
+
+
+async def _holders(conn: AsyncConnection, hashes: Sequence[str]) -> dict[str, list[Any]]:
+    """(recording id, present path) pairs per audio stream, oldest file first."""
+    rows = await conn.execute(
+        select(recordings.c.audio_hash, recordings.c.id, files.c.path)
+        .join(recordings, files.c.recording_id == recordings.c.id)
+        .where(
+            recordings.c.audio_hash.in_(list(hashes)),
+            files.c.state == FileState.CATALOGED.value,
+        )
+        .order_by(files.c.id)
+    )
+    out: dict[str, list[Any]] = {}
+    for r in rows:
+        out.setdefault(r.audio_hash, []).append((r.id, r.path))
+    return out
+
+
+class FingerprintQueue(LeaseQueue[str, FingerprintJob]):
+    """Audio streams to fingerprint; the claim context is the settings id
+    (``fingerprint.identify.settings_id``)."""
+
+    name = "fingerprint"
+    table = fingerprints
+    key = fingerprints.c.audio_hash
+    owner = fingerprints.c.lease_owner
+    expires = fingerprints.c.lease_expires
+    not_before = fingerprints.c.not_before
+    attempts = fingerprints.c.attempts
+
+    def due(self, context: str) -> Select[Any]:
+        fp = fingerprints
+        stale = and_(
+            fp.c.state.in_((FingerprintState.DONE.value, FingerprintState.FAILED.value)),
+            or_(fp.c.settings.is_(None), fp.c.settings != context),
+        )
+        return (
+            select(fp.c.audio_hash)
+            .where(
+                or_(fp.c.state == FingerprintState.PENDING.value, stale),
+                _held(fp.c.audio_hash),
+            )
+            .order_by(
+                case((fp.c.state == FingerprintState.PENDING.value, 0), else_=1), fp.c.created_at
+            )
+        )
+
+    def returning(self) -> Sequence[Column[Any]]:
+        return (fingerprints.c.audio_hash, fingerprints.c.attempts)
+
+    async def jobs(
+        self, conn: AsyncConnection, rows: Sequence[Row[Any]], context: str
+    ) -> list[FingerprintJob]:
+        hashes = [r.audio_hash for r in rows]
+        holders = await _holders(conn, hashes)
+        durations = dict(
+            (
+                await conn.execute(
+                    select(analyses.c.audio_hash, analyses.c.duration_seconds).where(
+                        analyses.c.audio_hash.in_(hashes)
+                    )
+                )
+            ).all()
+        )
+        return [
+            FingerprintJob(
+                r.audio_hash, holders[r.audio_hash][0][1], durations.get(r.audio_hash), r.attempts
+            )
+            for r in rows
+            if r.audio_hash in holders
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifyClaim:
+    """What an identification claim asks for: sets fingerprinted with ``settings``, once the
+    index has not changed since ``quiet_since`` (now minus the debounce)."""
+
+    settings: str
+    quiet_since: datetime
+
+
+class IdentifyQueue(LeaseQueue[IdentifyClaim, IdentifyJob]):
+    """Sets to identify against the index (again, once it changed)."""
+
+    name = "identify"
+    table = fingerprints
+    key = fingerprints.c.audio_hash
+    owner = fingerprints.c.identify_owner
+    expires = fingerprints.c.identify_expires
+    not_before = fingerprints.c.identify_not_before
+    attempts = fingerprints.c.identify_attempts
+
+    def due(self, context: IdentifyClaim) -> Select[Any]:
+        fp, ix = fingerprints, fingerprint_index
+        generation = select(ix.c.generation).where(ix.c.id == 1).scalar_subquery()
+        quiet = ~exists(select(ix.c.id).where(ix.c.id == 1, ix.c.changed_at > context.quiet_since))
+        return (
+            select(fp.c.audio_hash)
+            .where(
+                fp.c.kind == "set",
+                fp.c.state == FingerprintState.DONE.value,
+                fp.c.settings == context.settings,
+                or_(fp.c.identified_generation.is_(None), fp.c.identified_generation < generation),
+                quiet,
+                _held(fp.c.audio_hash),
+            )
+            .order_by(fp.c.created_at)
+        )
+
+    def returning(self) -> Sequence[Column[Any]]:
+        fp = fingerprints
+        return (fp.c.audio_hash, fp.c.frames, fp.c.peaks, fp.c.identify_attempts)
+
+    async def jobs(
+        self, conn: AsyncConnection, rows: Sequence[Row[Any]], context: IdentifyClaim
+    ) -> list[IdentifyJob]:
+        holders = await _holders(conn, [r.audio_hash for r in rows])
+        generation = (
+            await conn.execute(
+                select(fingerprint_index.c.generation).where(fingerprint_index.c.id == 1)
+            )
+        ).scalar_one()
+        jobs = []
+        for r in rows:
+            held = holders.get(r.audio_hash)
+            if not held or r.peaks is None:
+                continue
+            jobs.append(
+                IdentifyJob(
+                    r.audio_hash,
+                    tuple(dict.fromkeys(rec for rec, _ in held)),
+                    held[0][1],
+                    int(r.frames or 0),
+                    bytes(r.peaks),
+                    int(generation),
+                    r.identify_attempts,
+                )
+            )
+        return jobs
 
 
 class TracklistQueue(LeaseQueue[None, SourceJob]):

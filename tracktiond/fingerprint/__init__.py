@@ -17,5 +17,7 @@ in the order audio goes through them:
 - ``segments``: the windows' candidates smoothed into a tracklist of (track, start, end, speed,
   pitch, confidence) segments, unknown stretches left unknown;
 - ``identify``: the two entry points, ``fingerprint_blocks`` (a track or a set) and
-  ``identify_set`` (a set against an index).
+  ``identify_set`` (a set against an index);
+- ``postings``: what the catalog stores: packed postings in key-sorted batches (and the
+  ``StoredIndex`` that reads them batch by batch), a set's peaks as bytes.
 """

@@ -10,8 +10,10 @@ windows into segments.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -46,6 +48,19 @@ class PostingSource(Protocol):
     def frames(self, track: int) -> int:
         """The indexed track's length in frames."""
         ...
+
+
+def settings_id(settings: FingerprintSettings) -> str:
+    """Names the settings that shape what is stored (peaks and index hashes): a fingerprint
+    made with other settings is made again. Query-side settings (matching, smoothing) are not
+    part of it: changing them costs a re-identification, not a re-index."""
+    shaping = {
+        "spectrum": asdict(settings.spectrum),
+        "peaks": asdict(settings.peaks),
+        "triplets": asdict(settings.triplets),
+    }
+    text = json.dumps(shaping, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

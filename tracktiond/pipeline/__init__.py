@@ -16,6 +16,8 @@ The modules, in the order data goes through them:
 - ``inbox``: the inbox flow: new files in inbox roots moved into the library (opt-in);
 - ``tracklisting``: the tracklist stage: sheets and lists next to audio (and embedded sheets)
   read into versioned tracklists matched to the library;
+- ``identifying``: the fingerprint stage (tracks into the index, sets' peaks kept) and the
+  identify stage (sets identified against the index into "auto" tracklists);
 - ``scan``: the one-shot ``tracktiond scan``: a reconcile walk and the ingest stage together.
 
 A new stage is one module here (a ``Stage`` subclass) and one queue in ``catalog.work``; see

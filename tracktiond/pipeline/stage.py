@@ -62,6 +62,7 @@ class StageEvent:
     final: bool = True
     audio_seconds: float = 0.0  # audio processed (analysis)
     bytes_read: int = 0  # bytes read (ingest)
+    entries: int = 0  # tracks found (identify)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import anyio
@@ -117,6 +118,10 @@ class Bookkeeping:
                 retired = await catalog.retire_orphaned_analyses()
                 if retired:
                     log.info("retired %d analyses of audio no present file holds", retired)
+                if stages is not None and stages.fingerprint is not None:
+                    gone = await catalog.retire_orphaned_fingerprints()
+                    if gone:
+                        log.info("removed %d fingerprints of audio no file holds", gone)
             st = await catalog.status(failures=10)
             depth, oldest = await catalog.queue_stats()
             outbox_depth, outbox_oldest = await catalog.outbox_stats()
@@ -140,6 +145,9 @@ class Bookkeeping:
             if stages is not None and stages.tracklists is not None:
                 tracklists = await catalog.tracklist_counts()
                 tracklist_failures = await catalog.tracklist_failures(10)
+            fingerprint: dict[str, float] = {}
+            if stages is not None and stages.fingerprint is not None:
+                fingerprint = asdict(await catalog.index_stats())
             analysis: dict[str, int] = {}
             analysis_failures: list[Failure] = []
             if stages is not None and stages.analysis is not None:
@@ -162,12 +170,15 @@ class Bookkeeping:
             outbox_depth=outbox_depth,
             outbox_oldest_epoch=outbox_oldest.timestamp() if outbox_oldest else None,
             tracklists=tracklists,
+            fingerprint=fingerprint,
             taken=time.monotonic(),
         )
         self.tag_counts, self.tag_problems = tagging, tag_problems
-        self.db_failures = [_failure("ingest", f) for f in st.recent_failures] + [
-            _failure("analysis", f) for f in analysis_failures
-        ] + [_failure("tracklists", f) for f in tracklist_failures]
+        self.db_failures = (
+            [_failure("ingest", f) for f in st.recent_failures]
+            + [_failure("analysis", f) for f in analysis_failures]
+            + [_failure("tracklists", f) for f in tracklist_failures]
+        )
         self.update_busy()
 
     def update_busy(self) -> None:

@@ -51,6 +51,8 @@ class CatalogSnapshot:
     # tracklist_counts(): current tracklists by source, their entries by match status,
     # tracklist sources by state (empty when the tracklist stage is off)
     tracklists: dict[str, dict[str, int]] = field(default_factory=dict)
+    # index_stats() as a dict (empty when fingerprinting is off)
+    fingerprint: dict[str, float] = field(default_factory=dict)
     taken: float = 0.0
 
 
@@ -92,6 +94,7 @@ class _SnapshotCollector(Collector):
             analysis.add_metric([state], n)
         yield analysis
         yield from _tracklist_gauges(snap.tracklists)
+        yield from _fingerprint_gauges(snap.fingerprint)
         graph = self._graph()
         if graph is not None:
             yield GaugeMetricFamily(
@@ -143,6 +146,40 @@ _TRACKLIST_GAUGES = (
     ),
     ("sources", "tracktiond_tracklist_sources", "Tracklist sources by state.", "state"),
 )
+
+
+def _fingerprint_gauges(stats: dict[str, float]) -> Iterable[Metric]:
+    if not stats:
+        return
+    yield GaugeMetricFamily(
+        "tracktiond_fingerprint_tracks", "Tracks in the fingerprint index.", value=stats["tracks"]
+    )
+    yield GaugeMetricFamily(
+        "tracktiond_fingerprint_index_bytes",
+        "Bytes of the fingerprint index's posting batches in the catalog.",
+        value=stats["index_bytes"],
+    )
+    yield GaugeMetricFamily(
+        "tracktiond_fingerprint_indexed_audio_seconds",
+        "Seconds of audio in the fingerprint index.",
+        value=stats["indexed_seconds"],
+    )
+    sets = GaugeMetricFamily(
+        "tracktiond_fingerprint_sets",
+        "Fingerprinted sets, by whether they were identified against the index.",
+        labels=["state"],
+    )
+    sets.add_metric(["identified"], stats["sets_identified"])
+    sets.add_metric(["waiting"], max(0.0, stats["sets"] - stats["sets_identified"]))
+    yield sets
+    streams = GaugeMetricFamily(
+        "tracktiond_fingerprint_streams",
+        "Audio streams waiting to be fingerprinted, or failed.",
+        labels=["state"],
+    )
+    streams.add_metric(["pending"], stats["pending"])
+    streams.add_metric(["failed"], stats["failed"])
+    yield streams
 
 
 def _tracklist_gauges(counts: dict[str, dict[str, int]]) -> Iterable[Metric]:
@@ -254,6 +291,26 @@ class Metrics:
         self.analysis_busy = Gauge(
             "tracktiond_analysis_workers_busy", "Analysis worker processes at work.", registry=r
         )
+        self.fingerprint_audio = Counter(
+            "tracktiond_fingerprint_audio_seconds_total",
+            "Seconds of audio fingerprinted (tracks indexed and sets).",
+            registry=r,
+        )
+        self.fingerprint_realtime = Gauge(
+            "tracktiond_fingerprint_realtime_factor",
+            "Audio seconds per wall-clock second of the last fingerprinted recording.",
+            registry=r,
+        )
+        self.identify_audio = Counter(
+            "tracktiond_identify_audio_seconds_total",
+            "Seconds of sets identified against the fingerprint index.",
+            registry=r,
+        )
+        self.identify_entries = Counter(
+            "tracktiond_identify_entries_total",
+            "Library tracks found in sets (entries of their auto tracklists).",
+            registry=r,
+        )
         self.tag_writes = Counter(
             "tracktiond_tag_writes_total",
             "Tag write-back results per file (written, unchanged, skipped, failed).",
@@ -282,6 +339,12 @@ class Metrics:
             self.analysis_realtime.set(event.audio_seconds / event.seconds)
         if event.stage == "tags":
             self.tag_writes.labels(event.outcome).inc()
+        if event.stage == "fingerprint" and event.audio_seconds > 0 and event.seconds > 0:
+            self.fingerprint_audio.inc(event.audio_seconds)
+            self.fingerprint_realtime.set(event.audio_seconds / event.seconds)
+        if event.stage == "identify":
+            self.identify_audio.inc(event.audio_seconds)
+            self.identify_entries.inc(event.entries)
 
     # the watchers' counters (pipeline.watch.WatchCounters)
 

@@ -1,10 +1,12 @@
 """The daemon's stages: one loop per stage on one heartbeat, woken along the data flow.
 
-Ingest always runs; analysis when ``[analysis] enabled``; tag write-back when ``[tagging] write``
-and the tracklist stage when ``[tracklists] enabled`` (each started and stopped by a reload). A
-finished job wakes the stages after it — a new or changed file wakes analysis and the tracklist
-stage, a finished analysis wakes tag write-back — and every event goes on to the daemon's
-bookkeeping.
+Ingest always runs; analysis when ``[analysis] enabled``; tag write-back when ``[tagging] write``;
+the tracklist stage when ``[tracklists] enabled``; fingerprinting and identification of sets when
+``[fingerprint] enabled`` (each started and stopped by a reload). A finished job wakes the
+stages after it — a new or changed file wakes analysis, fingerprinting and the tracklist stage,
+a finished analysis wakes tag write-back, a fingerprinted set wakes identification (a new track
+in the index reaches the sets through the debounce, at the stage's idle poll) — and every event
+goes on to the daemon's bookkeeping.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tracktiond.pipeline.stage import Heartbeat, StageEvent, StageLoop
 
 if TYPE_CHECKING:
     from tracktiond.pipeline.analyse import AnalysisStage
+    from tracktiond.pipeline.identifying import FingerprintStage, IdentifyStage
     from tracktiond.pipeline.inbox import InboxStage
     from tracktiond.pipeline.tagging import TaggingStage
     from tracktiond.pipeline.tracklisting import TracklistStage
@@ -44,10 +47,12 @@ _ORGANISE_WAKES = {
 # A finished job with one of these outcomes means work for the next stage.
 _WAKES: dict[tuple[str, str], tuple[str, ...]] = {
     # A cataloged file may be the audio a waiting sheet or list names, or hold a sheet itself.
-    ("ingest", "new"): ("analysis", "tracklists"),
-    ("ingest", "changed"): ("analysis", "tracklists"),
+    ("ingest", "new"): ("analysis", "tracklists", "fingerprint"),
+    ("ingest", "changed"): ("analysis", "tracklists", "fingerprint"),
+    ("ingest", "duplicate"): ("fingerprint",),
     ("ingest", "moved"): ("tracklists",),
     ("analysis", "done"): ("tags",),
+    ("fingerprint", "set"): ("identify",),
 }
 
 
@@ -80,6 +85,8 @@ class Stages:
         self.tagging: TaggingStage | None = None
         self.inbox: InboxStage | None = None
         self.tracklists: TracklistStage | None = None
+        self.fingerprint: FingerprintStage | None = None
+        self.identify: IdentifyStage | None = None
         self._done: dict[str, anyio.Event] = {}
         self._tg: TaskGroup | None = None
 
@@ -118,6 +125,8 @@ class Stages:
                 self._start_inbox()
             if self.config.tracklists.enabled:
                 self._start_tracklists()
+            if self.config.fingerprint.enabled:
+                self._start_fingerprint()
             task_status.started()
 
     def _start(
@@ -174,6 +183,31 @@ class Stages:
         # Reading a sheet is a thread's work of a few milliseconds; two at once keep up.
         self._start(self.tracklists, concurrency=2, max_in_flight=8, write_batch=8)
 
+    def _start_fingerprint(self) -> None:
+        from tracktiond.pipeline.identifying import FingerprintStage, IdentifyStage
+
+        self.fingerprint = FingerprintStage(self.catalog, self.config)
+        workers = self.fingerprint.concurrency
+        # Tracks are written to the index in batches: one batch per write, fewer merges.
+        self._start(
+            self.fingerprint,
+            concurrency=workers,
+            max_in_flight=workers,
+            write_batch=32,
+            write_linger=2.0,
+        )
+        self.identify = IdentifyStage(self.catalog, self.config)
+        self._start(self.identify, concurrency=1, max_in_flight=1)
+        log.info(
+            "fingerprinting enabled (tracks below %.0f s are indexed)", self.fingerprint.track_max
+        )
+
+    def _stop_fingerprint(self) -> None:
+        for name in ("fingerprint", "identify"):
+            self.loops.pop(name).stop_claiming()
+        self.fingerprint = self.identify = None
+        log.info("fingerprinting disabled")
+
     def _handle(self, event: StageEvent) -> None:
         if self.inbox is not None and (event.stage, event.outcome) in _ORGANISE_WAKES:
             self.wake("organise")
@@ -227,6 +261,14 @@ class Stages:
             self.tracklists.reconfigure(new.tracklists)
         elif new.tracklists.enabled and not old.tracklists.enabled:
             self._start_tracklists()
+        if self.fingerprint is not None and not new.fingerprint.enabled:
+            self._stop_fingerprint()
+        elif self.fingerprint is not None and self.identify is not None:
+            self.fingerprint.reconfigure(new)
+            self.identify.reconfigure(new)
+            self.wake("fingerprint")
+        elif new.fingerprint.enabled and not old.fingerprint.enabled:
+            self._start_fingerprint()
         if self.inbox is not None and not new.organise.auto:
             self.loops.pop("organise").stop_claiming()
             self.inbox = None

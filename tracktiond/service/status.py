@@ -32,7 +32,7 @@ from tracktiond.errors import TracktiondError
 if TYPE_CHECKING:
     from tracktiond.service.daemon import Daemon
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: ``state`` when the document was built from the catalog because no daemon answers.
 NOT_RUNNING: Final = "not running"
 
@@ -103,6 +103,21 @@ class AnalysisInfo:
     pending: int | None
     failed: int | None
     workers: int | None
+    busy: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class FingerprintInfo:
+    """The fingerprint index and the identification of sets (``null`` counts when off)."""
+
+    enabled: bool
+    tracks: int | None
+    sets: int | None
+    sets_identified: int | None
+    pending: int | None
+    failed: int | None
+    index_bytes: int | None
+    indexed_seconds: float | None
     busy: int | None
 
 
@@ -181,6 +196,7 @@ class StatusDocument:
     queue: Backlog
     workers: Workers
     analysis: AnalysisInfo
+    fingerprint: FingerprintInfo
     tagging: TaggingInfo
     graph: GraphInfo
     reconciling: str | None
@@ -228,6 +244,7 @@ def daemon_status(daemon: Daemon) -> StatusDocument:
     ingest = stages.get("ingest") if stages else None
     analysis = stages.get("analysis") if stages else None
     tagging = stages.get("tags") if stages else None
+    fingerprinting = stages.get("fingerprint") if stages else None
     reason = daemon.not_ready_reason()
     outbox = _backlog(snap.outbox_depth, snap.outbox_oldest_epoch)
     if daemon.graph is not None:
@@ -269,6 +286,11 @@ def daemon_status(daemon: Daemon) -> StatusDocument:
             workers=analysis.concurrency if analysis else 0,
             busy=analysis.busy if analysis else 0,
         ),
+        fingerprint=_fingerprint(
+            fingerprinting is not None,
+            snap.fingerprint,
+            busy=fingerprinting.busy if fingerprinting else 0,
+        ),
         tagging=TaggingInfo(
             enabled=tagging is not None,
             files=dict(books.tag_counts) if tagging is not None else None,
@@ -307,6 +329,11 @@ async def catalog_status(config: Config, catalog: Catalog, *, failures: int = 10
         fingerprint = settings_from_config(config.analysis).fingerprint()
         analysis_counts = await catalog.analysis_stats(fingerprint)
         analysis_failures = await catalog.analysis_failures(failures)
+    index: dict[str, float] = {}
+    if config.fingerprint.enabled:
+        from dataclasses import asdict
+
+        index = asdict(await catalog.index_stats())
     tag_files: dict[str, int] | None = None
     tag_problems: list[TagProblem] | None = None
     if config.tagging.write:
@@ -343,6 +370,7 @@ async def catalog_status(config: Config, catalog: Catalog, *, failures: int = 10
         queue=_backlog(depth, _epoch(oldest)),
         workers=Workers(count=None, busy=None, processed=None),
         analysis=_analysis(config.analysis.enabled, analysis_counts, workers=None, busy=None),
+        fingerprint=_fingerprint(config.fingerprint.enabled, index, busy=None),
         tagging=TaggingInfo(
             enabled=config.tagging.write, files=tag_files, not_written=tag_problems, busy=None
         ),
@@ -367,6 +395,27 @@ def _analysis(
         return AnalysisInfo(False, None, None, None, workers, busy)
     c = {"analysed": 0, "pending": 0, "failed": 0} | counts
     return AnalysisInfo(True, c["analysed"], c["pending"], c["failed"], workers, busy)
+
+
+def _fingerprint(enabled: bool, stats: dict[str, float], *, busy: int | None) -> FingerprintInfo:
+    # Counted only while fingerprinting is enabled; zeros until the first count.
+    if not enabled:
+        return FingerprintInfo(False, None, None, None, None, None, None, None, busy)
+    c: dict[str, float] = {
+        "tracks": 0, "sets": 0, "sets_identified": 0, "pending": 0, "failed": 0,
+        "index_bytes": 0, "indexed_seconds": 0.0,
+    } | stats  # fmt: skip
+    return FingerprintInfo(
+        True,
+        int(c["tracks"]),
+        int(c["sets"]),
+        int(c["sets_identified"]),
+        int(c["pending"]),
+        int(c["failed"]),
+        int(c["index_bytes"]),
+        round(float(c["indexed_seconds"]), 1),
+        busy,
+    )
 
 
 def _graph_without_sync(*, enabled: bool, uri: str | None, outbox: Backlog) -> GraphInfo:
