@@ -59,7 +59,7 @@ def test_hash_keys_survive_a_time_stretch_and_move_only_their_band_under_a_pitch
     assert len(plain) > 300
     assert np.array_equal(plain.key, slow.key)
     assert np.array_equal(slow.span, plain.span * 2)
-    per_band = 8 * 2 * wide.freq_levels * wide.time_levels
+    per_band = wide.per_band
     assert np.array_equal(
         up.key.astype(np.int64) - plain.key.astype(np.int64), np.full(len(up), per_band)
     )

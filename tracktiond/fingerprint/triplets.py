@@ -41,12 +41,44 @@ class TripletSettings:
     max_span: int = 72  # frames (1.15 s) from the first to the third peak
     time_levels: int = 8  # coarse: key-locked stretching moves onsets by a frame or two
     freq_levels: int = 16
+    size_levels: int = 1  # classes per octave of the gaps' size |f_b - f_a| + |f_c - f_b|
+    span_levels: int = 0  # classes per octave of the span t_c - t_a (0: not in the key)
+    loudest: bool = False  # which of the three peaks is the loudest (3 values)
     band_bins: int = 12  # half an octave at 24 bins per octave
     min_freq_gaps: float = 2.0  # bins: a triplet on one note carries no shape
+    max_bin: float = 128.0  # anchor bins are below this (the packed posting's limit)
+
+    @property
+    def bands(self) -> int:
+        return int(np.ceil(self.max_bin / self.band_bins))
+
+    @property
+    def sizes(self) -> int:
+        # Sizes run from min_freq_gaps to twice max_bin (two gaps across the whole axis).
+        return int(np.ceil(np.log2(2 * self.max_bin / self.min_freq_gaps) * self.size_levels))
+
+    @property
+    def spans(self) -> int:
+        if self.span_levels <= 0:
+            return 1
+        return int(np.floor(np.log2(max(self.max_span, 2)) * self.span_levels)) + 1
 
     @property
     def key_space(self) -> int:
-        return 16 * 8 * 2 * self.freq_levels * self.time_levels
+        """Keys are below this (a mixed-radix number of the terms; band outermost)."""
+        return self.bands * self.per_band
+
+    @property
+    def per_band(self) -> int:
+        """The key distance between two neighbouring bands (all else equal)."""
+        return (
+            self.sizes
+            * 2
+            * self.freq_levels
+            * self.time_levels
+            * self.spans
+            * (3 if self.loudest else 1)
+        )
 
 
 @dataclass(frozen=True)
@@ -69,6 +101,7 @@ def triplet_hashes(peaks: Peaks, settings: TripletSettings, *, fanout: int) -> H
     s = settings
     n = len(peaks)
     t, f = peaks.t.astype(np.int64), peaks.f.astype(np.float64)
+    level = peaks.level.astype(np.float64)
     # For each anchor, the next `fanout` peaks at least min_gap frames later and within the span:
     # look a few times further ahead than the fan-out, as several peaks can share a frame.
     ahead = 4 * fanout
@@ -98,9 +131,19 @@ def triplet_hashes(peaks: Peaks, settings: TripletSettings, *, fanout: int) -> H
         rho = g1 / size
         qf = np.clip(((rho + 1) / 2 * s.freq_levels).astype(np.int64), 0, s.freq_levels - 1)
         sign = (g2 > 0).astype(np.int64)
-        qsize = np.clip(np.log2(size / s.min_freq_gaps).astype(np.int64), 0, 7)
-        band = np.clip((f[i] / s.band_bins).astype(np.int64), 0, 15)
-        key = (((band * 8 + qsize) * 2 + sign) * s.freq_levels + qf) * s.time_levels + qt
+        qsize = np.clip(
+            np.floor(np.log2(size / s.min_freq_gaps) * s.size_levels).astype(np.int64),
+            0,
+            s.sizes - 1,
+        )
+        band = np.clip((f[i] / s.band_bins).astype(np.int64), 0, s.bands - 1)
+        key = (((band * s.sizes + qsize) * 2 + sign) * s.freq_levels + qf) * s.time_levels + qt
+        if s.span_levels > 0:
+            qspan = np.floor(np.log2(dt2) * s.span_levels).astype(np.int64)
+            key = key * s.spans + np.clip(qspan, 0, s.spans - 1)
+        if s.loudest:
+            lv = level[np.stack([i, j[ok], k[ok]])]
+            key = key * 3 + np.argmax(lv, axis=0)
         keys.append(key)
         anchors.append(i)
         spans.append(dt2)
