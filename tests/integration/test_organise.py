@@ -15,15 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from tests.support import audiogen, mounts
 from tracktiond.catalog import Catalog
+from tracktiond.catalog.models import tracklist_sources
 from tracktiond.catalog.plans import StepState
-from tracktiond.config import config_from_mapping
+from tracktiond.config import TracklistsConfig, config_from_mapping
 from tracktiond.organise.journal import Journal, apply_plan, recover, undo_plan
 from tracktiond.organise.plans import Planner
 from tracktiond.organise.settings import Settings, settings_from_config
 from tracktiond.pipeline.scan import Scanner
+from tracktiond.pipeline.tracklisting import read_due_sources
 
 pytestmark = pytest.mark.anyio
 
@@ -257,6 +260,65 @@ async def test_interrupted_plan_is_settled_and_finished(catalog: Catalog, librar
     assert out == ["T0.flac", "T1.flac", "T2.flac", "T3.flac"]
     assert {hashlib.sha256((library / "out" / n).read_bytes()).hexdigest() for n in out} == before
     assert not (library / "in").exists()
+
+
+async def sources(catalog: Catalog) -> list[tuple[str, str, str, str]]:
+    """Every tracklist source row: (path, dir, kind, state)."""
+    t = tracklist_sources
+    async with catalog.engine.connect() as conn:
+        rows = await conn.execute(select(t.c.path, t.c.dir, t.c.kind, t.c.state).order_by(t.c.id))
+        return [(r.path, r.dir, r.kind, r.state) for r in rows]
+
+
+async def test_a_moved_cue_sheet_takes_its_tracklist_source_along_and_back(
+    catalog: Catalog, library: Path
+) -> None:
+    """The tracklist source row of a moved sheet takes the sheet's new path (and its old one on
+    undo), so the tracklist stage neither loses the sheet nor reads it as a new source: after a
+    re-scan and a tracklist pass the set still has one tracklist, version 1, from the new path."""
+    config = TracklistsConfig()
+    old_set = audiogen.make_audio(
+        library / "in" / "set.flac", seconds=8.0, tags={"artist": "DJ", "title": "Night"}
+    )
+    old_cue = library / "in" / "set.cue"
+    old_cue.write_text(
+        'FILE "set.flac" WAVE\nTRACK 01 AUDIO\nTITLE "One"\nINDEX 01 00:00:00\n'
+        'TRACK 02 AUDIO\nTITLE "Two"\nINDEX 01 00:04:00\n'
+    )
+    await scan(catalog, library)
+    [read] = await read_due_sources(catalog, config)
+    assert read["outcome"] == "new"
+    assert await sources(catalog) == [(str(old_cue), str(old_cue.parent), "cue", "done")]
+
+    settings = settings_for(library, pattern="Sets/{artist} - {title}")
+    plan_id, steps, _ = await organise(catalog, settings)
+    assert {s.state for s in steps} == {StepState.DONE}
+    new_set, new_cue = library / "Sets" / "DJ - Night.flac", library / "Sets" / "DJ - Night.cue"
+    assert new_cue.read_text().startswith('FILE "DJ - Night.flac" WAVE')
+    assert await sources(catalog) == [(str(new_cue), str(new_cue.parent), "cue", "done")]
+
+    async def one_tracklist_from(path: Path, audio: Path) -> None:
+        found = await catalog.resolve_recording(str(audio))
+        assert found is not None
+        history = await catalog.tracklists_of(found[0], history=True)
+        assert [(t.version, t.current, t.origin) for t in history] == [(1, True, str(path))]
+
+    await one_tracklist_from(new_cue, new_set)
+    # The walk finds the sheet where the catalog says it is: the rewritten FILE line makes it
+    # due again, and reading it says what it said before (no second source, no new version).
+    await scan(catalog, library)
+    assert [r["outcome"] for r in await read_due_sources(catalog, config)] in ([], ["unchanged"])
+    assert await sources(catalog) == [(str(new_cue), str(new_cue.parent), "cue", "done")]
+    await one_tracklist_from(new_cue, new_set)
+
+    await undo(catalog, settings, plan_id)
+    assert old_cue.exists() and old_set.exists() and not new_cue.exists()
+    assert await sources(catalog) == [(str(old_cue), str(old_cue.parent), "cue", "done")]
+    await one_tracklist_from(old_cue, old_set)
+    await scan(catalog, library)
+    assert [r["outcome"] for r in await read_due_sources(catalog, config)] in ([], ["unchanged"])
+    assert await sources(catalog) == [(str(old_cue), str(old_cue.parent), "cue", "done")]
+    await one_tracklist_from(old_cue, old_set)
 
 
 # -- a second filesystem ------------------------------------------------------------------------

@@ -16,7 +16,8 @@ applied or undone names its ``owner`` (host:pid:nonce, as the lease queues do) a
 
 Recording a finished move brings the catalog along in the same transaction: the file row takes
 its new path and stat (its recording, analysis, tracklist and graph node stay: identity follows
-content), a cue sheet's tracklist its new sheet path, and the graph outbox is told. So the
+content), a moved sheet or list its tracklist source row and its tracklists' path (a sheet
+embedded in a moved file likewise), and the graph outbox is told. So the
 reconcile that follows the move finds the file known and unchanged: nothing is read again.
 
 The daemon's inbox queue (``organise_queue``, ``catalog.work.OrganiseQueue``): one row per file
@@ -64,6 +65,7 @@ from tracktiond.catalog.models import (
     files,
     metadata_entries,
     recordings,
+    tracklist_sources,
     tracklists,
     utcnow,
 )
@@ -602,14 +604,15 @@ class OrganiseMixin(StoreBase):
 
     async def finish_steps(self, plan_id: int, owner: str, outcomes: Sequence[StepOutcome]) -> None:
         """Record what the disk now says for each step, and bring the catalog along: a moved
-        audio file's row takes its new place, a moved cue sheet its tracklist's path. A few
+        audio file's row takes its new place, a moved sheet or list its tracklist source row and
+        its tracklists' path (an undo moves them back). A few
         statements per batch, whatever its size: per-row round trips would dominate."""
         if not outcomes:
             return
         now = utcnow()
         params = []
         moves: list[tuple[int, str, str, tuple[int, int, int, int, int]]] = []
-        sheets: list[tuple[str, str]] = []
+        sheets: list[tuple[str, str]] = []  # every moved sidecar: any may be a tracklist source
         for o in outcomes:
             s = o.step
             done = o.state == StepState.DONE and o.stat is not None
@@ -632,7 +635,7 @@ class OrganiseMixin(StoreBase):
             moved_from = s.source if o.state == StepState.DONE else s.target
             if s.kind == "audio" and s.file_id is not None and o.stat is not None:
                 moves.append((s.file_id, moved_from, moved_to, o.stat))
-            elif s.kind == "sidecar" and moved_to.lower().endswith(".cue"):
+            elif s.kind == "sidecar":
                 sheets.append((moved_from, moved_to))
         step_update = (
             update(organise_steps)
@@ -657,14 +660,7 @@ class OrganiseMixin(StoreBase):
             )
             await conn.execute(step_update, params)
             touched = await _move_file_rows(conn, moves)
-            for moved_from, moved_to in sheets:
-                result = await conn.execute(
-                    update(tracklists)
-                    .where(tracklists.c.cue_file_path == moved_from)
-                    .values(cue_file_path=moved_to)
-                    .returning(tracklists.c.recording_id)
-                )
-                touched |= {r.recording_id for r in result}
+            touched |= await _move_sidecar_sources(conn, sheets)
             await _touch_graph(conn, touched)
 
     # -- the inbox queue -------------------------------------------------------------------
@@ -827,4 +823,101 @@ async def _move_file_rows(
             primaries,
         )
     touched |= {p["b_rec"] for p in primaries}
+    if primaries:
+        # A sheet embedded in the file is a source named by the file's path: it follows, so the
+        # path names the sheet for people and a later file at the old path (whose own embedded
+        # sheet replaces any source row left there) cannot take this recording's source away.
+        await _clear_sources_at(
+            conn,
+            [p["b_new"] for p in primaries],
+            embedded=True,
+            keep={p["b_rec"] for p in primaries},
+        )
+        await conn.execute(
+            update(tracklist_sources)
+            .where(
+                tracklist_sources.c.recording_id == bindparam("b_rec"),
+                tracklist_sources.c.path == bindparam("b_old"),
+                tracklist_sources.c.kind == "embedded",
+            )
+            .values(path=bindparam("b_new"), dir=bindparam("b_dir"), updated_at=now),
+            [p | {"b_dir": os.path.dirname(p["b_new"])} for p in primaries],
+        )
+        await conn.execute(
+            update(tracklists)
+            .where(
+                tracklists.c.recording_id == bindparam("b_rec"),
+                tracklists.c.cue_file_path == bindparam("b_old"),
+                tracklists.c.source == "embedded_cue",
+            )
+            .values(cue_file_path=bindparam("b_new")),
+            [{k: p[k] for k in ("b_rec", "b_old", "b_new")} for p in primaries],
+        )
+    return touched
+
+
+async def _move_sidecar_sources(
+    conn: AsyncConnection, moves: Sequence[tuple[str, str]]
+) -> set[uuid.UUID]:
+    """Each moved sidecar (old path, new path) that is a tracklist source (a sheet or list read
+    by the tracklist stage) takes its source row along, and the tracklists read from it their
+    path: the walk then finds the sheet where the catalog says it is (no new source read as new,
+    no old one retired as gone). The recordings whose tracklists changed path are returned."""
+    if not moves:
+        return set()
+    now = utcnow()
+    touched = await _clear_sources_at(conn, [new for _old, new in moves], embedded=False)
+    olds = [old for old, _new in moves]
+    for chunk in _chunks(olds, IN_CHUNK):
+        rows = await conn.execute(
+            select(tracklists.c.recording_id).where(tracklists.c.cue_file_path.in_(chunk))
+        )
+        touched |= {r.recording_id for r in rows}
+    params = [{"b_old": old, "b_new": new, "b_dir": os.path.dirname(new)} for old, new in moves]
+    await conn.execute(
+        update(tracklist_sources)
+        .where(
+            tracklist_sources.c.path == bindparam("b_old"),
+            tracklist_sources.c.kind != "embedded",
+        )
+        .values(path=bindparam("b_new"), dir=bindparam("b_dir"), updated_at=now),
+        params,
+    )
+    await conn.execute(
+        update(tracklists)
+        .where(tracklists.c.cue_file_path == bindparam("b_old"))
+        .values(cue_file_path=bindparam("b_new")),
+        [{"b_old": p["b_old"], "b_new": p["b_new"]} for p in params],
+    )
+    return touched
+
+
+async def _clear_sources_at(
+    conn: AsyncConnection,
+    paths: Sequence[str],
+    *,
+    embedded: bool,
+    keep: set[uuid.UUID] | frozenset[uuid.UUID] = frozenset(),
+) -> set[uuid.UUID]:
+    """Delete the source rows (sidecar, or ``embedded``) at ``paths`` a move is about to take:
+    a move never overwrites, so such a row describes a file no longer there (gone, or not yet
+    noticed gone), and the unique (path, kind) would refuse the moving row. Their current
+    tracklists are retired first (kept as history), as a vanished source's are. ``keep``:
+    recordings whose embedded rows are the ones moving. Returns the recordings touched."""
+    t = tracklist_sources
+    kind = t.c.kind == "embedded" if embedded else t.c.kind != "embedded"
+    stale: list[int] = []
+    for chunk in _chunks(paths, IN_CHUNK):
+        rows = await conn.execute(select(t.c.id, t.c.recording_id).where(t.c.path.in_(chunk), kind))
+        stale += [r.id for r in rows if r.recording_id is None or r.recording_id not in keep]
+    touched: set[uuid.UUID] = set()
+    for chunk in _chunks(stale, IN_CHUNK):
+        retired = await conn.execute(
+            update(tracklists)
+            .where(tracklists.c.source_id.in_(chunk), tracklists.c.superseded_at.is_(None))
+            .values(superseded_at=utcnow())
+            .returning(tracklists.c.recording_id)
+        )
+        touched |= {r.recording_id for r in retired}
+        await conn.execute(delete(t).where(t.c.id.in_(chunk)))
     return touched
