@@ -275,8 +275,11 @@ def write_config(
     analysis: bool = False,
     tagging: bool = False,
     analysis_workers: int = 1,
+    extra: str = "",
 ) -> Path:
-    """Write the config atomically (as editors do), so a reload never reads half a file."""
+    """Write the config atomically (as editors do), so a reload never reads half a file.
+
+    ``extra`` is TOML appended as it is: sections the parameters do not cover."""
     roots_toml = ", ".join(json.dumps(str(r)) for r in roots)
     text = f"""\
 [library]
@@ -300,7 +303,7 @@ workers = {analysis_workers}
 
 [tagging]
 write = {"true" if tagging else "false"}
-"""
+{extra}"""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)

@@ -23,6 +23,7 @@ from tests.acceptance.test_cli import run
 from tests.acceptance.test_daemon import Daemons, daemon_env, free_port, wait_until, write_config
 from tests.integration.test_status_document import key_mismatches
 from tests.support import audiogen
+from tracktiond.service.status import SCHEMA_VERSION
 
 pytestmark = pytest.mark.anyio
 
@@ -90,24 +91,46 @@ async def test_status_json_has_one_schema_with_and_without_a_daemon(
     assert "no daemon answers" in text and "files: " in text and "broken.ogg" in text, text
 
 
-class _DriftedStatus(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = json.dumps({"schema_version": 1, "files": {}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+def _serving(document: dict[str, Any]) -> type[BaseHTTPRequestHandler]:
+    """A handler class answering every GET with ``document``, as a drifted daemon would."""
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+    class DriftedStatus(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(document).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return DriftedStatus
 
 
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        # Today's version, but keys missing: a daemon of a build that drifted from the schema.
+        ({"schema_version": SCHEMA_VERSION, "files": {}}, "missing key"),
+        # Another version: an older or newer daemon still running on the port.
+        (
+            {"schema_version": SCHEMA_VERSION - 1, "files": {}},
+            f"this tracktiond reads {SCHEMA_VERSION}",
+        ),
+    ],
+    ids=["keys-missing", "other-version"],
+)
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_daemon_answering_another_schema_is_an_error(
-    tmp_path: Path, library: Path, cli_env: dict[str, str]
+    tmp_path: Path,
+    library: Path,
+    cli_env: dict[str, str],
+    document: dict[str, Any],
+    reason: str,
 ) -> None:
-    server = HTTPServer(("127.0.0.1", 0), _DriftedStatus)
+    server = HTTPServer(("127.0.0.1", 0), _serving(document))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -117,7 +140,7 @@ def test_a_daemon_answering_another_schema_is_an_error(
         server.shutdown()
         server.server_close()
     assert proc.returncode == 1, proc.stderr
-    assert "status document" in proc.stderr and "missing key" in proc.stderr, proc.stderr
+    assert "status document" in proc.stderr and reason in proc.stderr, proc.stderr
     assert proc.stdout == ""
 
 

@@ -4,8 +4,9 @@ Modules, in the order a command goes through them: ``lazygroup`` (the group that
 command's module only when the command runs), ``common`` (exit codes, shared options,
 `handled`), then one module per command family, each listed in `COMMANDS` below:
 ``commands`` (check-config, db, scan, run, show), ``status`` (status, duplicates),
-``analysis`` (analyze, tag), ``graph`` (graph rebuild and queries), ``organise`` (organise,
-organise undo, organise plans), ``tracklist`` (tracklist import, show, cue, export);
+``analysis`` (analyze, tag), ``identify`` (identify), ``graph`` (graph rebuild and queries),
+``organise`` (organise, organise undo, organise plans), ``tracklist`` (tracklist import, show,
+cue, export);
 ``progress`` draws the bars.
 
 Adding a command is one line in `COMMANDS`: its name, the module and attribute that define it,
@@ -45,6 +46,11 @@ COMMANDS: dict[str, LazyCommand] = {
         _CLI + "graph",
         "graph",
         "The Neo4j mirror of the catalog: rebuild it, or ask it questions.",
+    ),
+    "identify": LazyCommand(
+        _CLI + "identify",
+        "identify",
+        "Name the library's tracks that SETS play, with times, speed and pitch.",
     ),
     "organise": LazyCommand(
         _CLI + "organise",
