@@ -26,6 +26,7 @@ that arrived in an inbox root, with its own lease columns.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -286,79 +287,77 @@ class OrganiseMixin(StoreBase):
         self, paths: Sequence[str], chunk: int = 2000
     ) -> AsyncIterator[list[OrganiseSource]]:
         """Present files at or under ``paths``, in id order, a chunk at a time, each with its
-        recording's metadata (one query for the files, one per chunk for their metadata)."""
+        recording's metadata: one query per chunk, one row per file.
+
+        The metadata rows (about eight per file: tags and stream properties) are folded into
+        two JSON objects per file by the database — one of the tags, one of everything else,
+        so tags win over stream properties of the same name — and parsed by ``json.loads``:
+        a plan reads 100,000 files, and a Row object per metadata row was most of the time
+        it took to read them."""
         where = [files.c.state != FileState.MISSING.value]
         if paths:
             where.append(or_(*[_under(p) for p in paths]))
+        m = metadata_entries.alias("m")
+        if self.dialect == "sqlite":
+            folded: Any = func.json_group_object(m.c.key, m.c.value)
+        else:
+            folded = func.json_object_agg(m.c.key, m.c.value).cast(Text)
+
+        def fold(*condition: Any) -> Any:
+            return (
+                select(type_coerce(folded, String))
+                .where(m.c.recording_id == files.c.recording_id, *condition)
+                .scalar_subquery()
+            )
+
+        query = select(
+            files.c.id,
+            files.c.path,
+            files.c.state,
+            files.c.last_error,
+            files.c.size,
+            files.c.mtime_ns,
+            files.c.inode,
+            files.c.device,
+            recordings.c.format,
+            recordings.c.sha256_hash,
+            fold(m.c.source != "tags"),
+            fold(m.c.source == "tags"),
+        ).select_from(files.outerjoin(recordings, files.c.recording_id == recordings.c.id))
         last_id = 0
         while True:
+            # A connection per chunk: no read transaction held open while the planner works
+            # (on SQLite one would hold back the WAL checkpoint).
             async with self.engine.connect() as conn:
                 rows = (
                     await conn.execute(
-                        select(
-                            files.c.id,
-                            files.c.path,
-                            files.c.state,
-                            files.c.last_error,
-                            files.c.size,
-                            files.c.mtime_ns,
-                            files.c.inode,
-                            files.c.device,
-                            # Raw, not parsed into UUIDs: only used to match the metadata rows.
-                            type_coerce(files.c.recording_id, String).label("recording_id"),
-                            recordings.c.format,
-                            recordings.c.sha256_hash,
-                        )
-                        .select_from(
-                            files.outerjoin(recordings, files.c.recording_id == recordings.c.id)
-                        )
-                        .where(*where, files.c.id > last_id)
-                        .order_by(files.c.id)
-                        .limit(chunk)
+                        query.where(*where, files.c.id > last_id).order_by(files.c.id).limit(chunk)
                     )
                 ).all()
-                if not rows:
-                    return
-                metadata: dict[Any, dict[str, str]] = {}
-                # SQLite hands the ids back as hex text (compared as text); asyncpg as UUIDs.
-                rec_column = (
-                    type_coerce(metadata_entries.c.recording_id, String)
-                    if self.dialect == "sqlite"
-                    else metadata_entries.c.recording_id
-                )
-                rec_ids = list({r.recording_id for r in rows if r.recording_id is not None})
-                for ids in _chunks(rec_ids, IN_CHUNK):
-                    result = await conn.execute(
-                        select(
-                            type_coerce(metadata_entries.c.recording_id, String).label("rec"),
-                            metadata_entries.c.key,
-                            metadata_entries.c.value,
-                            metadata_entries.c.source,
-                        ).where(rec_column.in_(ids))
+            if not rows:
+                return
+            last_id = rows[-1][0]
+            out = []
+            for fid, path, state, error, size, mtime, inode, device, fmt, sha, other, tags in rows:
+                metadata: dict[str, str] = json.loads(other) if other else {}
+                if tags:
+                    metadata.update(json.loads(tags))
+                out.append(
+                    OrganiseSource(
+                        file_id=fid,
+                        path=path,
+                        state=state,
+                        last_error=error,
+                        size=size,
+                        mtime_ns=mtime,
+                        inode=inode,
+                        device=device,
+                        format=fmt or "",
+                        sha256=sha,
+                        metadata=metadata,
                     )
-                    for m in result:
-                        entry = metadata.setdefault(m.rec, {})
-                        # Tags win over stream properties of the same name; analysis keys are
-                        # prefixed and never collide.
-                        if m.source == "tags" or m.key not in entry:
-                            entry[m.key] = m.value
-            last_id = rows[-1].id
-            yield [
-                OrganiseSource(
-                    file_id=r.id,
-                    path=r.path,
-                    state=r.state,
-                    last_error=r.last_error,
-                    size=r.size,
-                    mtime_ns=r.mtime_ns,
-                    inode=r.inode,
-                    device=r.device,
-                    format=r.format or "",
-                    sha256=r.sha256_hash,
-                    metadata=metadata.get(r.recording_id, {}),
                 )
-                for r in rows
-            ]
+            yield out
 
     # -- plans -----------------------------------------------------------------------------
 
