@@ -2,11 +2,16 @@
 filesystem, and the catalog after the moves (a reconcile that reads nothing).
 
     .venv/bin/python bench/organise.py [--plan-files 100000] [--apply-files 10000] [--dir D]
+                                       [--rounds 3]
 
 The library is real files on disk (tiny: planning reads only the catalog and a stat per file;
 a rename does not care how big the file is) and catalog rows as the scanner writes them
 (recording, file, tag and stream metadata), inserted in bulk so the set-up takes seconds.
-SQLite, in a temporary state directory. Prints one JSON object.
+SQLite, in a temporary state directory. The plan is made the way ``tracktiond organise`` makes
+it (``make_plan``), ``--rounds`` times on the same library (each round's figures, and the
+median). Prints one JSON object, with the machine's load average around each measurement and
+the CPU seconds the process used (all its threads): on a shared machine wall time alone says
+little.
 """
 
 from __future__ import annotations
@@ -15,11 +20,15 @@ import argparse
 import asyncio
 import json
 import os
+import platform
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +40,13 @@ from tracktiond.catalog import Catalog
 from tracktiond.catalog.models import files, metadata_entries, recordings, utcnow
 from tracktiond.config import config_from_mapping
 from tracktiond.organise.journal import Journal, apply_plan
-from tracktiond.organise.plans import Planner
 from tracktiond.organise.settings import settings_from_config
 from tracktiond.pipeline.scan import Scanner
+
+try:
+    from tracktiond.organise.plans import make_plan
+except ImportError:  # a tree from before make_plan moved out of the CLI (before/after runs)
+    from tracktiond.cli.organise import make_plan  # type: ignore[attr-defined]
 
 PATTERN = "{albumartist|artist}/{album}/{track:02} {title}"
 
@@ -117,7 +130,25 @@ async def fill_catalog(
             await conn.execute(insert(metadata_entries), meta)
 
 
-async def bench(count: int, work: Path, *, apply: bool) -> dict[str, Any]:
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+async def timed(what: Callable[[], Awaitable[Any]]) -> tuple[Any, dict[str, float]]:
+    """``what()``'s result, and its wall and CPU seconds with the load before and after."""
+    before = load()
+    cpu, t = time.process_time(), time.perf_counter()
+    result = await what()
+    figures = {
+        "seconds": round(time.perf_counter() - t, 2),
+        "cpu_seconds": round(time.process_time() - cpu, 2),
+        "load_before": before,
+        "load_after": load(),
+    }
+    return result, figures
+
+
+async def bench(count: int, work: Path, *, apply: bool, rounds: int = 1) -> dict[str, Any]:
     library = work / f"lib{count}"
     library.mkdir()
     catalog = await Catalog.open(f"sqlite+aiosqlite:///{work / f'c{count}.db'}")
@@ -131,30 +162,30 @@ async def bench(count: int, work: Path, *, apply: bool) -> dict[str, Any]:
             {"library": {"roots": [str(library)]}, "organise": {"pattern": PATTERN}}, None, {}
         )
         settings = settings_from_config(config)
-        t = time.perf_counter()
-        planner = Planner(settings)
-        async for chunk in catalog.organise_sources([str(library)]):
-            planner.add_all(chunk)
-        draft = planner.finish()
-        planned = time.perf_counter() - t
+        runs = []
+        for _ in range(rounds):
+            draft, figures = await timed(lambda: make_plan(catalog, settings, [str(library)]))
+            runs.append(figures)
+        planned = statistics.median(r["seconds"] for r in runs)
         owner = f"bench:{os.getpid()}:x"
-        plan_id = await catalog.create_plan("organise", [], draft.steps, {}, owner)
-        stored = time.perf_counter() - t
+        plan_id, store = await timed(
+            lambda: catalog.create_plan("organise", [], draft.steps, {}, owner)
+        )
         result |= {
             "planned_moves": draft.counts["move"],
-            "plan_seconds": round(planned, 2),
-            "plan_and_store_seconds": round(stored, 2),
-            "plan_files_per_second": round(count / stored),
+            "plan_seconds": planned,
+            "plan_cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
+            "plan_rounds": runs,
+            "plan_files_per_second": round(count / planned),
+            "store_seconds": store["seconds"],
         }
         if apply:
             journal = Journal(frozenset(settings.protected_dirs), settings.journal_batch)
-            t = time.perf_counter()
-            info = await apply_plan(catalog, plan_id, owner, journal)
-            elapsed = time.perf_counter() - t
+            info, figures = await timed(lambda: apply_plan(catalog, plan_id, owner, journal))
             result |= {
                 "applied": info.counts,
-                "apply_seconds": round(elapsed, 2),
-                "apply_files_per_second": round(count / elapsed),
+                "apply": figures,
+                "apply_files_per_second": round(count / figures["seconds"]),
             }
             t = time.perf_counter()
             summary = await Scanner(catalog).scan([str(library)])
@@ -168,18 +199,43 @@ async def bench(count: int, work: Path, *, apply: bool) -> dict[str, Any]:
     return result
 
 
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next(
+                (ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), ""
+            )
+    except OSError:
+        pass
+    root = Path(__file__).resolve().parents[1]
+    commit = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "tree": str(root),
+        "commit": commit,
+        "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--plan-files", type=int, default=100_000)
     parser.add_argument("--apply-files", type=int, default=10_000)
     parser.add_argument("--dir", type=Path, default=None, help="work directory (default: /tmp)")
+    parser.add_argument("--rounds", type=int, default=3, help="plans made of the big library")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tracktiond-bench-organise-", dir=args.dir))
+    out: dict[str, Any] = {"machine": machine()}
     try:
-        out = {
-            "plan": await bench(args.plan_files, work, apply=False),
-            "apply": await bench(args.apply_files, work, apply=True),
-        }
+        if args.plan_files:
+            out["plan"] = await bench(args.plan_files, work, apply=False, rounds=args.rounds)
+        if args.apply_files:
+            out["apply"] = await bench(args.apply_files, work, apply=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(out, indent=2))

@@ -4,6 +4,8 @@ beyond a temporary directory for the move primitives."""
 from __future__ import annotations
 
 import os
+import re
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -89,6 +91,52 @@ def test_transliteration_happens_before_sanitising() -> None:
 def test_nfc_control_characters_leading_dot_and_whitespace() -> None:
     assert clean("e\u0301t\u00e9", NameRules()) == "\u00e9t\u00e9"
     assert clean("  .hidden\tname\n ", NameRules()) == "_hidden name"
+
+
+def _clean_by_character(text: str) -> str:
+    """Step 3 spelled out a character at a time (what clean's fast path must agree with)."""
+    text = unicodedata.normalize("NFC", text)
+    out = [
+        " "
+        if ch.isspace()
+        else "_"
+        if ch == "/" or ch == "\0" or unicodedata.category(ch) in ("Cc", "Cs")
+        else ch
+        for ch in text
+    ]
+    text = re.sub(r"\s+", " ", "".join(out)).strip()
+    return ("_" + text[1:] if text.startswith(".") else text) or "_"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Plain Title",
+        "  spaced   out  ",
+        "AC/DC / Live",
+        "/leading slash",
+        ".hidden",
+        " .hidden after a space",
+        "tab\there",
+        "no\u00a0break space",  # white space that is not printable: the slow path
+        "line\u2028separator",
+        "nul\0byte",
+        "bell\x07",
+        "surrogate \udce9",
+        "e\u0301 accent",
+        "東京 2001 ½",
+        "",
+        "   ",
+    ],
+)
+def test_cleaning_agrees_with_the_rules_character_by_character(text: str) -> None:
+    assert clean(text, NameRules()) == _clean_by_character(text)
+
+
+def test_target_path_under_the_filesystem_root_or_a_root_with_a_slash() -> None:
+    rules = NameRules()
+    assert target_path("/", ["A", "t"], "flac", rules) == "/A/t.flac"
+    assert target_path("/lib/", ["A", "B/C", "t"], "flac", rules) == "/lib/A/B_C/t.flac"
 
 
 def test_portable_profile_reserved_names_and_characters() -> None:

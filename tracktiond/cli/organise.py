@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import anyio
 import click
 
 from tracktiond.catalog.leases import make_owner_id
@@ -34,7 +33,7 @@ from tracktiond.cli.common import (
 )
 from tracktiond.errors import ConfigError, TracktiondError
 from tracktiond.organise.journal import Journal, apply_plan, recover, undo_plan
-from tracktiond.organise.plans import Draft, Planner
+from tracktiond.organise.plans import Draft, make_plan
 from tracktiond.organise.settings import Settings, settings_from_config
 from tracktiond.pipeline.reconcile import absolute_path
 
@@ -104,14 +103,6 @@ async def apply(
         await catalog.close()
     _print_result(info, steps, draft, as_json)
     return EXIT_FAILURE if info.counts.get(StepState.FAILED) else EXIT_OK
-
-
-async def make_plan(catalog: Catalog, settings: Settings, targets: Sequence[str]) -> Draft:
-    """The plan for the files under ``targets`` (planned on a worker thread, chunk by chunk)."""
-    planner = Planner(settings)
-    async for chunk in catalog.organise_sources(targets):
-        await anyio.to_thread.run_sync(planner.add_all, chunk)
-    return await anyio.to_thread.run_sync(planner.finish)
 
 
 @organise.command("undo")

@@ -19,6 +19,9 @@ must be free as well.
 
 After every file: cover art for directories that move as a whole, and cue-sheet rewrites for
 sheets whose FILE lines name moved audio (the sheets that move with it, and those that stay).
+
+:func:`make_plan` is the whole of it for a set of paths: the catalog read chunk by chunk, each
+chunk planned on a worker thread while the next one is read.
 """
 
 from __future__ import annotations
@@ -26,10 +29,13 @@ from __future__ import annotations
 import os
 import stat as statmod
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import anyio
+
 from tracktiond.catalog.plans import OrganiseSource, StepRow, StepState
+from tracktiond.catalog.store import Catalog
 from tracktiond.catalog.values import to_int64
 from tracktiond.media.formats import is_candidate
 from tracktiond.organise import cuefile
@@ -69,6 +75,19 @@ class Draft:
         return {k: self.counts.get(k, 0) for k in keys}
 
 
+def _names_in(directory: str) -> tuple[set[str], set[str]] | None:
+    """The names in ``directory`` (none when it does not exist), and their name_keys; None
+    when it cannot be listed (then each name is looked up: a directory may be searchable
+    without being readable)."""
+    try:
+        names = set(os.listdir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return set(), set()
+    except OSError:
+        return None
+    return names, {name_key(n) for n in names}
+
+
 class Planner:
     """Builds a :class:`Draft` from catalog rows, one call of :meth:`add` per file."""
 
@@ -83,6 +102,8 @@ class Planner:
         self._sidecars_from: dict[str, set[str]] = {}  # source dir -> sidecar names moving
         self._moved_by_path: dict[str, _Moved] = {}
         self._sheet_moves: dict[str, StepRow] = {}  # cue sheet source -> its sidecar step
+        # target directory -> its names, exact and as name_key; None: ask the disk per name
+        self._present: dict[str, tuple[set[str], set[str]] | None] = {}
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -132,10 +153,25 @@ class Planner:
         )
         self.draft.counts["skipped"] += 1
 
-    def _free(self, target: str, source: str) -> bool:
-        if name_key(target) in self._claimed:
+    def _exists(self, target: str) -> bool:
+        """``os.path.lexists(target)``, answered from one listing per target directory: most
+        targets are in directories that do not exist yet, or hold a few names, and a plan
+        checks 100,000 of them. A name found only up to case or normalisation is asked of
+        the disk, which knows whether it is case-insensitive."""
+        directory, name = os.path.split(target)
+        if directory not in self._present:
+            self._present[directory] = _names_in(directory)
+        names = self._present[directory]
+        if names is None:
+            return os.path.lexists(target)
+        if name in names[0]:
+            return True
+        return name_key(name) in names[1] and os.path.lexists(target)
+
+    def _free(self, target: str, source: str, key: str | None = None) -> bool:
+        if (key or name_key(target)) in self._claimed:
             return False
-        if not os.path.lexists(target):
+        if not self._exists(target):
             return True
         # On a case-insensitive filesystem the new spelling of a name *is* the source.
         try:
@@ -161,6 +197,7 @@ class Planner:
             self._skip(path, f"not cataloged: {src.last_error or src.state}", file_id=src.file_id)
             return
         facts = FileFacts(path, src.format, src.metadata)
+        extension = facts.extension
         which, pattern = self.settings.pattern_for(facts)
         try:
             levels = pattern.components(facts)
@@ -209,7 +246,7 @@ class Planner:
         ]
         if shared:
             # Set.flac and Set.mp3 share Set.cue: it stays, unless named Set.flac.cue.
-            stays = [s for s in sidecars if not s.rest.lower().startswith("." + facts.extension)]
+            stays = [s for s in sidecars if not s.rest.lower().startswith("." + extension)]
             sidecars = [s for s in sidecars if s not in stays]
             for s in stays:
                 self._skip(
@@ -222,7 +259,7 @@ class Planner:
         number = 1
         while True:
             try:
-                target = target_path(root, levels, facts.extension, rules, number)
+                target = target_path(root, levels, extension, rules, number)
             except UnsafeName as exc:
                 self._skip(path, str(exc), file_id=src.file_id)
                 return
@@ -232,15 +269,23 @@ class Planner:
             if target.startswith(path + "/"):
                 self._skip(path, f"the target {target} is inside the source", file_id=src.file_id)
                 return
-            stem = target[: len(target) - len(facts.extension) - 1] if facts.extension else target
-            side_targets = [stem + s.rest for s in sidecars]
-            pairs = [(target, path)] + [
-                (t, os.path.join(directory, s.name))
-                for t, s in zip(side_targets, sidecars, strict=True)
-            ]
-            taken = [t for t, source in pairs if not self._free(t, source)]
-            if not taken:
-                break
+            key = name_key(target)
+            side_targets: list[str] = []
+            if not sidecars:
+                # Most files: one target to check, without building the pairs.
+                if self._free(target, path, key):
+                    break
+                taken = [target]
+            else:
+                stem = target[: len(target) - len(extension) - 1] if extension else target
+                side_targets = [stem + s.rest for s in sidecars]
+                pairs = [(target, path)] + [
+                    (t, os.path.join(directory, s.name))
+                    for t, s in zip(side_targets, sidecars, strict=True)
+                ]
+                taken = [t for t, source in pairs if not self._free(t, source)]
+                if not taken:
+                    break
             if first is None:
                 first = taken[0]
             if self.settings.collisions == "skip":
@@ -256,7 +301,7 @@ class Planner:
         if first is not None:
             note = f"numbered ({number}): {first} is taken"
             self.draft.counts["numbered"] += 1
-        case_only = name_key(target) == name_key(path)
+        case_only = key == name_key(path)
         seq = self._next_seq()
         self.draft.steps.append(
             StepRow(
@@ -275,7 +320,7 @@ class Planner:
                 sha256=src.sha256,
             )
         )
-        self._claimed.add(name_key(target))
+        self._claimed.add(key)
         self.draft.counts["move"] += 1
         moved = _Moved(seq, path, target)
         self._moved_from.setdefault(directory, []).append(moved)
@@ -414,3 +459,24 @@ class Planner:
                 )
             )
             self.draft.counts["cue"] += 1
+
+
+async def make_plan(catalog: Catalog, settings: Settings, targets: Sequence[str]) -> Draft:
+    """The plan for the cataloged files under ``targets``. The planner works on a worker thread
+    (it stats every file; the event loop stays free), and the catalog's next chunk is read
+    while it plans the current one: the database's share of the time (SQLite runs its queries
+    without holding the GIL) overlaps the planner's instead of adding to it."""
+    planner = Planner(settings)
+    send, receive = anyio.create_memory_object_stream[list[OrganiseSource]](1)
+
+    async def read() -> None:
+        async with send:
+            async for chunk in catalog.organise_sources(targets):
+                await send.send(chunk)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read)
+        async with receive:
+            async for chunk in receive:
+                await anyio.to_thread.run_sync(planner.add_all, chunk)
+    return await anyio.to_thread.run_sync(planner.finish)
