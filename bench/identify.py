@@ -1,36 +1,47 @@
-"""Benchmark: finding indexed tracks inside generated DJ mixes, per speed change (issue 10).
+"""Benchmark: finding indexed tracks inside generated DJ mixes (issue 10).
 
-A library of ``--tracks`` distinct generated tracks (tests/support/mixes.py: drums, chords, bass,
-a lead line of its own; ``--seconds`` long, 8 kHz mono) is indexed twice: by tracktiond's
-triplet-ratio fingerprints and by a plain Shazam-style baseline built here (pairs of peaks
-hashed by their absolute frequencies and their time gap, matched by a time-offset histogram at
-speed 1, as audfprint/dejavu do). Then, for each change the issue lists (none; resampling by
-±2…±12 %, tempo and pitch together; time-stretch ±2…±8 % with the pitch kept; pitch shift ±1
-semitone with the tempo kept) a mix of ``--per-mix`` library tracks, each changed that way, with
-crossfades of 8-16 s and a noise bed, is identified by both. One more mix of tracks that are not
-in the library counts the entries either invents.
+A library of ``--tracks`` distinct generated tracks (tests/support/mixes.py: drums from seven
+kits, chords, bass and a lead line in timbres of their own; every other track with a layer of
+noise swells; ``--seconds`` long, 8 kHz mono) is indexed twice: by tracktiond's triplet-ratio
+fingerprints and by a plain Shazam-style baseline built here (pairs of peaks hashed by their
+absolute frequencies and their time gap, matched by a time-offset histogram at speed 1, as
+audfprint/dejavu do). Then ``--mixes`` mixes of 10–20 library tracks each (no track twice in a
+mix) are built the way the issue describes a DJ set: crossfades of 8–32 s, drawn per
+transition, EQ-swept (the outgoing track low-passed, the incoming high-passed across the fade), a
+noise bed of −45…−30 dB, and each track changed by one of: nothing; resampling ±2…±12 % (tempo
+and pitch together); time-stretch ±2…±8 % with the pitch kept; pitch ±1 semitone with the tempo
+kept (the changes are dealt from a shuffled deck, so each appears about equally often). One more
+mix of tracks that are not in the library counts the entries either method invents.
 
 Scores: a played track is *found* when an entry names it and starts within 5 s of its truth;
 recall = found / played; precision = entries that are a found track / all entries (over every
-mix, the unindexed one included); start error = median |start - truth| of the found. Also the
-index build and query speed (× real time, one core) and the index's postings per second.
+mix, the unindexed one included); start error = median |start - truth| of the found. Recall is
+also given by speed change (|change| in %, resampled and stretched together; pitched tracks
+apart) and by crossfade length (the longer of a track's two fades), ours and the baseline's side
+by side. Speed: CPU seconds of this process (``time.process_time``: other work on a shared
+machine does not count against it) for the index build (fingerprint + hashes) and the query
+(fingerprint of the mix + identification), as × real time; the index's postings per second and
+its stored bytes per second (the catalog's packed batch: ``fingerprint.postings.Batch``). The
+load average is recorded at the start and the end.
 
 Run from the repository root with the project's venv::
 
-    python bench/identify.py                 # 30 tracks of 45 s, 4 per mix (~3 min)
-    python bench/identify.py --tracks 12 --seconds 30 --quick    # smoke run
+    python bench/identify.py            # 60 tracks of 75 s, 4 mixes of 10-20 (~15 min, 2 cores)
+    python bench/identify.py --quick    # 30 tracks of 50 s, 2 mixes (a few minutes)
 
-Results go to stdout as a table (``--json``: one JSON document).
+Results go to stdout as tables (``--json``: one JSON document).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,27 +57,25 @@ from tracktiond.fingerprint.identify import (
     fingerprint_blocks,
     identify_set,
     new_index,
+    settings_id,
 )
 from tracktiond.fingerprint.index import FingerprintIndex
 from tracktiond.fingerprint.matcher import Candidate
 from tracktiond.fingerprint.peaks import Peaks
+from tracktiond.fingerprint.postings import Batch
 from tracktiond.fingerprint.segments import Segment, Window, smooth
 from tracktiond.fingerprint.triplets import Hashes
 
+# The deck of changes a played track is dealt from.
 CHANGES: list[tuple[str, float]] = [
+    ("none", 0.0),
     ("none", 0.0),
     *[("resample", s * a) for a in (0.02, 0.04, 0.06, 0.08, 0.10, 0.12) for s in (1, -1)],
     *[("stretch", s * a) for a in (0.02, 0.04, 0.06, 0.08) for s in (1, -1)],
     ("pitch", 1.0),
     ("pitch", -1.0),
 ]
-QUICK: list[tuple[str, float]] = [
-    ("none", 0.0),
-    ("resample", 0.04),
-    ("resample", -0.08),
-    ("stretch", -0.03),
-    ("pitch", 1.0),
-]
+FADE_BUCKETS = ((8.0, 16.0), (16.0, 24.0), (24.0, 32.01))
 TOLERANCE = 5.0  # seconds
 
 # ---------------------------------------------------------------------------------------------
@@ -133,7 +142,14 @@ def baseline_identify(
                     off = float(((c & 0xFFFFFFFF) - (1 << 31)) * 2)
                     found.append(
                         Candidate(
-                            int(c >> 32), off, 1.0, 0.0, n, int(qt[mine].min()), int(qt[mine].max())
+                            int(c >> 32),
+                            off,
+                            1.0,
+                            0.0,
+                            n,
+                            int(qt[mine].min()),
+                            int(qt[mine].max()),
+                            weight=float(n),
                         )
                     )
         tracks.update(c.track for c in found)
@@ -151,41 +167,60 @@ def baseline_identify(
 
 
 @dataclass
-class Score:
-    played: int = 0
-    found: int = 0
+class Outcome:
+    """One played track, as one method did on it."""
+
+    played: mixes.Played
+    found: bool
+    error: float | None  # |start - truth|, seconds, if found
+
+
+@dataclass
+class Tally:
+    outcomes: list[Outcome] = field(default_factory=list)
     entries: int = 0
     right: int = 0
-    errors: list[float] | None = None
     wrong_entries: list[str] = field(default_factory=list)
 
-    def add(self, segments: list[Segment], truth: list[mixes.Played]) -> None:
-        self.errors = self.errors or []
-        self.played += len(truth)
+    def add(self, label: str, segments: list[Segment], truth: list[mixes.Played]) -> None:
         self.entries += len(segments)
         used: set[int] = set()
         for p in truth:
+            hit = None
             for k, seg in enumerate(segments):
                 if k not in used and seg.track == p.track and abs(seg.start - p.start) <= TOLERANCE:
-                    used.add(k)
-                    self.found += 1
-                    self.errors.append(abs(seg.start - p.start))
+                    hit = k
                     break
+            if hit is None:
+                self.outcomes.append(Outcome(p, False, None))
+            else:
+                used.add(hit)
+                self.outcomes.append(Outcome(p, True, abs(segments[hit].start - p.start)))
         self.right += len(used)
         self.wrong_entries += [
-            f"track {seg.track} at {seg.start:.1f}-{seg.end:.1f} s (aligned {seg.aligned}, "
-            f"confidence {seg.confidence}, speed {seg.speed:.3f}, pitch {seg.pitch:+.2f})"
+            f"{label}: track {seg.track} at {seg.start:.1f}-{seg.end:.1f} s (aligned {seg.aligned},"
+            f" confidence {seg.confidence}, speed {seg.speed:.3f}, pitch {seg.pitch:+.2f})"
             for k, seg in enumerate(segments)
             if k not in used
         ]
 
-    def row(self) -> dict[str, Any]:
+    def recall(self, which: list[Outcome] | None = None) -> dict[str, Any]:
+        rows = self.outcomes if which is None else which
+        found = sum(o.found for o in rows)
+        return {"played": len(rows), "found": found, "recall": found / len(rows) if rows else None}
+
+    def where(self, keep: Any) -> list[Outcome]:
+        return [o for o in self.outcomes if keep(o.played)]
+
+    def total(self) -> dict[str, Any]:
+        errors = [o.error for o in self.outcomes if o.error is not None]
         return {
-            "recall": self.found / self.played if self.played else None,
+            **self.recall(),
             "entries": self.entries,
             "wrong": self.entries - self.right,
-            "start_error_s": round(statistics.median(self.errors), 2) if self.errors else None,
-            "wrong_entries": self.wrong_entries,
+            "precision": self.right / self.entries if self.entries else 1.0,
+            "start_error_median_s": round(statistics.median(errors), 2) if errors else None,
+            "start_error_p90_s": round(float(np.percentile(errors, 90)), 2) if errors else None,
         }
 
 
@@ -197,115 +232,207 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.0%}"
 
 
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _commit() -> str:
+    root = Path(__file__).resolve().parents[1]
+    git = subprocess.run(
+        ["git", "-C", str(root), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return git.stdout.strip()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--tracks", type=int, default=30)
-    ap.add_argument("--seconds", type=float, default=45.0)
-    ap.add_argument("--per-mix", type=int, default=4)
+    ap.add_argument("--tracks", type=int, default=None, help="library size (60; quick: 30)")
+    ap.add_argument("--seconds", type=float, default=None, help="track length (75; quick: 50)")
+    ap.add_argument("--mixes", type=int, default=None, help="mixes of library tracks (4; quick: 2)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--quick", action="store_true", help="five changes only")
+    ap.add_argument("--quick", action="store_true", help="a smaller library and fewer mixes")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--index-fanout", type=int, default=None, help="TripletSettings.index_fanout to measure"
+    )
     args = ap.parse_args()
+    args.tracks = args.tracks or (30 if args.quick else 60)
+    args.seconds = args.seconds or (50.0 if args.quick else 75.0)
+    args.mixes = args.mixes or (2 if args.quick else 4)
+    if args.tracks < 20:
+        ap.error("--tracks must be at least 20 (a mix plays up to 20 distinct tracks)")
     settings = FingerprintSettings()
+    if args.index_fanout is not None:
+        triplets = replace(settings.triplets, index_fanout=args.index_fanout)
+        settings = replace(settings, triplets=triplets)
     rng = np.random.default_rng(args.seed)
+    load_start, wall0 = _load(), time.monotonic()
 
-    progress(f"generating {args.tracks} + {args.per_mix} tracks of {args.seconds:.0f} s ...")
-    library = {n: mixes.track(n, args.seconds) for n in range(args.tracks)}
-    outsiders = {n: mixes.track(n, args.seconds) for n in range(10_000, 10_000 + args.per_mix)}
+    progress(f"generating {args.tracks} + 10 tracks of {args.seconds:.0f} s ...")
+    library = {n: mixes.track(n, args.seconds, noise=n % 2 == 1) for n in range(args.tracks)}
+    outsiders = {n: mixes.track(n, args.seconds, noise=n % 2 == 1) for n in range(10_000, 10_010)}
     ours, base = new_index(settings), FingerprintIndex()
     build_s, audio_s = 0.0, 0.0
+    batches: list[Batch] = []
     for n, audio in library.items():
         t0 = time.process_time()
         fp = fingerprint_blocks(mixes.blocks(audio), settings)
+        hashes = fp.index_hashes(settings)
         add_track(ours, n, fp, settings)
         build_s += time.process_time() - t0
         audio_s += len(audio) / mixes.RATE
+        batches.append(Batch.of(n, hashes))
         base.add(n, pair_hashes(fp.peaks), fp.frames)
-    changes = QUICK if args.quick else CHANGES
-    scores: dict[str, tuple[Score, Score]] = {}
+    keys_blob, postings_blob = Batch.merge(batches).encode()
+    stored = len(keys_blob) + len(postings_blob)
+
+    deck: list[tuple[str, float]] = []
+    tallies = (Tally(), Tally())
     query_s, query_audio = 0.0, 0.0
-    for kind, amount in [*changes, ("unindexed", 0.0)]:
-        pool = outsiders if kind == "unindexed" else library
-        picks = [int(x) for x in rng.choice(sorted(pool), size=args.per_mix, replace=False)]
-        played = [(n, pool[n], "none" if kind == "unindexed" else kind, amount) for n in picks]
-        fade = float(rng.uniform(8, 16))
-        audio, truth = mixes.mix(played, fade, noise_db=-40.0, seed=int(rng.integers(1 << 30)))
-        if kind == "unindexed":
+    plans: list[tuple[str, dict[int, mixes.F32], int]] = [
+        (f"mix {m + 1}", library, int(rng.integers(10, 21))) for m in range(args.mixes)
+    ]
+    plans.append(("unindexed", outsiders, 10))
+    for label, pool, count in plans:
+        picks = [int(x) for x in rng.choice(sorted(pool), size=count, replace=False)]
+        played = []
+        for n in picks:
+            if label == "unindexed":
+                kind, amount = "none", 0.0
+            else:
+                if not deck:
+                    deck = [CHANGES[i] for i in rng.permutation(len(CHANGES))]
+                kind, amount = deck.pop()
+            played.append((n, pool[n], kind, amount))
+        fades = [float(x) for x in rng.uniform(8.0, 32.0, size=count - 1)]
+        noise_db = float(rng.uniform(-45.0, -30.0))
+        audio, truth = mixes.mix(
+            played, fades, noise_db=noise_db, seed=int(rng.integers(1 << 30)), sweeps=True
+        )
+        if label == "unindexed":
             truth = []
         t0 = time.process_time()
         fp = fingerprint_blocks(mixes.blocks(audio), settings)
         found = identify_set(fp, ours, settings)
         query_s += time.process_time() - t0
         query_audio += len(audio) / mixes.RATE
-        label = kind if kind in ("none", "unindexed") else f"{kind} {amount:+g}"
-        a, b = scores.setdefault(label, (Score(), Score()))
-        a.add(found, truth)
-        b.add(baseline_identify(fp, base, settings), truth)
-        progress(f"{label}: ours {a.row()}  baseline {b.row()}")
-    report = _report(scores, ours, build_s, audio_s, query_s, query_audio, args)
+        tallies[0].add(label, found, truth)
+        tallies[1].add(label, baseline_identify(fp, base, settings), truth)
+        progress(
+            f"{label}: {count} tracks, {len(audio) / mixes.RATE / 60:.1f} min, noise {noise_db:.0f}"
+            f" dB: ours {sum(o.found for o in tallies[0].outcomes)} found so far,"
+            f" {tallies[0].entries - tallies[0].right} wrong"
+        )
+    report = {
+        "commit": _commit(),
+        "settings_id": settings_id(settings),
+        "index_fanout": settings.triplets.index_fanout,
+        "nproc": os.cpu_count(),
+        "load_at_start": load_start,
+        "load_at_end": _load(),
+        "wall_s": round(time.monotonic() - wall0, 1),
+        "tracks": args.tracks,
+        "seconds": args.seconds,
+        "mixes": args.mixes,
+        "played": len(tallies[0].outcomes),
+        "ours": tallies[0].total(),
+        "baseline": tallies[1].total(),
+        "by_speed": _by_speed(tallies),
+        "by_kind": _by_kind(tallies),
+        "by_crossfade": _by_fade(tallies),
+        "wrong_entries": tallies[0].wrong_entries,
+        "missed": [
+            f"track {o.played.track} ({o.played.change} {o.played.amount:+g}) at"
+            f" {o.played.start:.1f} s, fades {o.played.fade_in:.0f}/{o.played.fade_out:.0f} s"
+            for o in tallies[0].outcomes
+            if not o.found
+        ],
+        "index_build_cpu_s": round(build_s, 1),
+        "index_build_x_realtime": round(audio_s / build_s, 1),
+        "query_cpu_s": round(query_s, 1),
+        "query_audio_s": round(query_audio, 1),
+        "query_x_realtime": round(query_audio / query_s, 1),
+        "postings_per_second": round(ours.postings / audio_s, 1),
+        "stored_bytes_per_posting": round(stored / max(1, ours.postings), 2),
+        "stored_bytes_per_second": round(stored / audio_s, 1),
+    }
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         _table(report)
 
 
-def _report(
-    scores: dict[str, tuple[Score, Score]],
-    ours: FingerprintIndex,
-    build_s: float,
-    audio_s: float,
-    query_s: float,
-    query_audio: float,
-    args: argparse.Namespace,
-) -> dict[str, Any]:
-    def total(which: int) -> dict[str, Any]:
-        s = [pair[which] for pair in scores.values()]
-        played, found = sum(x.played for x in s), sum(x.found for x in s)
-        entries, right = sum(x.entries for x in s), sum(x.right for x in s)
-        errors = [e for x in s for e in (x.errors or [])]
-        return {
-            "recall": found / played,
-            "precision": right / entries if entries else 1.0,
-            "start_error_s": round(statistics.median(errors), 2) if errors else None,
-        }
+def _both(tallies: tuple[Tally, Tally], keep: Any) -> dict[str, Any]:
+    ours, base = (t.recall(t.where(keep)) for t in tallies)
+    return {"played": ours["played"], "ours": ours["recall"], "baseline": base["recall"]}
 
+
+def _by_speed(tallies: tuple[Tally, Tally]) -> dict[str, Any]:
+    out = {}
+    for pct in (0, 2, 4, 6, 8, 10, 12):
+
+        def keep(p: mixes.Played, pct: int = pct) -> bool:
+            change = abs(p.amount) if p.change in ("resample", "stretch") else 0.0
+            return p.change != "pitch" and round(change * 100) == pct
+
+        out[f"{pct}%"] = _both(tallies, keep)
+    return out
+
+
+def _by_kind(tallies: tuple[Tally, Tally]) -> dict[str, Any]:
     return {
-        "tracks": args.tracks,
-        "seconds": args.seconds,
-        "per_mix": args.per_mix,
-        "changes": {k: {"ours": a.row(), "baseline": b.row()} for k, (a, b) in scores.items()},
-        "ours": total(0),
-        "baseline": total(1),
-        "index_build_x_realtime": round(audio_s / build_s, 1),
-        "query_x_realtime": round(query_audio / query_s, 1),
-        "postings_per_second": round(ours.postings / audio_s, 1),
+        kind: _both(tallies, lambda p, kind=kind: p.change == kind)
+        for kind in ("none", "resample", "stretch", "pitch")
+    }
+
+
+def _by_fade(tallies: tuple[Tally, Tally]) -> dict[str, Any]:
+    return {
+        f"{lo:.0f}-{hi:.0f} s": _both(
+            tallies, lambda p, lo=lo, hi=hi: lo <= max(p.fade_in, p.fade_out) < hi
+        )
+        for lo, hi in FADE_BUCKETS
     }
 
 
 def _table(r: dict[str, Any]) -> None:
-    print(f"{r['tracks']} tracks of {r['seconds']:.0f} s, {r['per_mix']} per mix")
     print(
-        f"{'change':<16} {'ours: found':>12} {'wrong':>6} {'start err':>10}"
-        f"   {'baseline':>9} {'wrong':>6}"
+        f"{r['tracks']} tracks of {r['seconds']:.0f} s, {r['mixes']} mixes + 1 unindexed,"
+        f" {r['played']} tracks played; commit {r['commit']}, settings {r['settings_id']}"
+        f" (index fan-out {r['index_fanout']});"
+        f" load {r['load_at_start']} -> {r['load_at_end']} on {r['nproc']} CPUs,"
+        f" {r['wall_s']} s wall"
     )
-    for label, row in r["changes"].items():
-        o, b = row["ours"], row["baseline"]
-        print(
-            f"{label:<16} {_pct(o['recall']):>12} {o['wrong']:>6} {o['start_error_s']!s:>9}s"
-            f"   {_pct(b['recall']):>9} {b['wrong']:>6}"
-        )
-    for label, row in r["changes"].items():
-        for entry in row["ours"]["wrong_entries"]:
-            print(f"  ours, wrong in {label}: {entry}")
+    for title, key in (
+        ("speed change", "by_speed"),
+        ("change", "by_kind"),
+        ("crossfade", "by_crossfade"),
+    ):
+        print(f"{title:<14} {'played':>6} {'ours':>6} {'baseline':>9}")
+        for label, row in r[key].items():
+            print(
+                f"{label:<14} {row['played']:>6} {_pct(row['ours']):>6} {_pct(row['baseline']):>9}"
+            )
+    for line in r["wrong_entries"]:
+        print(f"  ours, wrong: {line}")
+    for line in r["missed"]:
+        print(f"  ours, missed: {line}")
     for who in ("ours", "baseline"):
         t = r[who]
         print(
-            f"{who}: recall {t['recall']:.1%}, precision {t['precision']:.1%},"
-            f" median start error {t['start_error_s']} s"
+            f"{who}: recall {t['recall']:.1%} ({t['found']} of {t['played']}),"
+            f" precision {t['precision']:.1%} ({t['wrong']} wrong of {t['entries']}),"
+            f" start error median {t['start_error_median_s']} s, p90 {t['start_error_p90_s']} s"
         )
     print(
-        f"index build {r['index_build_x_realtime']}x real time, query {r['query_x_realtime']}x, "
-        f"{r['postings_per_second']} postings per second of indexed audio"
+        f"index build {r['index_build_x_realtime']}x real time ({r['index_build_cpu_s']} CPU s),"
+        f" query {r['query_x_realtime']}x ({r['query_cpu_s']} CPU s for"
+        f" {r['query_audio_s']} s of mixes); {r['postings_per_second']} postings/s of indexed"
+        f" audio, {r['stored_bytes_per_posting']} B/posting stored,"
+        f" {r['stored_bytes_per_second']} B/s"
     )
 
 

@@ -18,9 +18,10 @@ from tracktiond.fingerprint.identify import (
     identify_set,
     new_index,
 )
-from tracktiond.fingerprint.index import FingerprintIndex
+from tracktiond.fingerprint.index import FingerprintIndex, Hits
+from tracktiond.fingerprint.matcher import MatchSettings, match_window
 from tracktiond.fingerprint.peaks import Peaks
-from tracktiond.fingerprint.triplets import TripletSettings, triplet_hashes
+from tracktiond.fingerprint.triplets import Hashes, TripletSettings, triplet_hashes
 
 SETTINGS = FingerprintSettings()
 SECONDS = 24.0
@@ -51,13 +52,23 @@ def test_hash_keys_survive_a_time_stretch_and_move_only_their_band_under_a_pitch
     f = rng.uniform(0, 90, size=120).round(2)
     wide = TripletSettings(max_span=400)
     plain = triplet_hashes(_peaks(list(t), list(f)), wide, fanout=5)
-    # Twice as slow: every time gap doubles, every ratio stays.
+    # Twice as slow: every time gap doubles, every ratio stays; the span class (one per octave
+    # of the span, just above the loudest-peak term) moves up by exactly one, or stays at the top.
     slow = triplet_hashes(_peaks(list(t * 2), list(f)), wide, fanout=5)
+    assert wide.span_levels == 1 and wide.loudest
+    span_class = np.minimum(np.floor(np.log2(plain.span)).astype(np.int64), wide.spans - 1)
+    moved = np.minimum(span_class + 1, wide.spans - 1) - span_class
+    assert np.array_equal(slow.key.astype(np.int64) - plain.key.astype(np.int64), 3 * moved)
+    # Without the span term the keys are the same.
+    ratios = replace(wide, span_levels=0)
+    assert np.array_equal(
+        triplet_hashes(_peaks(list(t), list(f)), ratios, fanout=5).key,
+        triplet_hashes(_peaks(list(t * 2), list(f)), ratios, fanout=5).key,
+    )
     # Up by exactly one band (half an octave): only the band field moves, by one.
     band = wide.band_bins
     up = triplet_hashes(_peaks(list(t), list(f + band)), wide, fanout=5)
     assert len(plain) > 300
-    assert np.array_equal(plain.key, slow.key)
     assert np.array_equal(slow.span, plain.span * 2)
     per_band = wide.per_band
     assert np.array_equal(
@@ -133,3 +144,48 @@ def test_a_removed_track_is_no_longer_found(tracks: dict[int, mixes.F32]) -> Non
     assert [s.track for s in identify_set(query, index, settings)] == [1]
     index.remove(1)
     assert identify_set(query, index, settings) == []
+
+
+def test_hashes_that_many_tracks_hold_weigh_less_than_hashes_one_track_holds() -> None:
+    """The IDF-like weight: a track aligned only by hashes five other tracks also hold (a shared
+    drum kit) keeps its aligned count but loses its weight; a track aligned by keys of its own
+    weighs what it aligns."""
+    rng = np.random.default_rng(5)
+    n = 40
+    query = Hashes(
+        np.arange(2 * n, dtype=np.uint32),
+        np.array(sorted(rng.choice(np.arange(0, 900), size=2 * n, replace=False)), np.int32),
+        np.full(2 * n, 40, np.int32),
+        np.full(2 * n, 40.0, np.float32),
+    )
+    qi, rt, tr = [], [], []
+    # Track 1 aligns hashes 0..n-1, which only it holds.
+    for i in range(n):
+        qi.append(i)
+        rt.append(100 + int(query.t[i]))
+        tr.append(1)
+    # Track 2 aligns hashes n..2n-1; five other tracks hold the same keys at random times.
+    for i in range(n, 2 * n):
+        qi.append(i)
+        rt.append(300 + int(query.t[i]))
+        tr.append(2)
+        for other in range(3, 8):
+            qi.append(i)
+            rt.append(int(rng.integers(0, 3000)))
+            tr.append(other)
+    order = np.argsort(qi, kind="stable")
+    hits = Hits(
+        np.array(qi, np.int64)[order],
+        np.array(tr, np.int32)[order],
+        np.array(rt, np.int32)[order],
+        np.full(len(qi), 40, np.int32),
+        np.full(len(qi), 40.0, np.float32),
+    )
+    # The window holds 400 query hashes, most without hits (as in a set): the median is 0.
+    cands = match_window(query, hits, 450.0, MatchSettings(), window_hashes=400)
+    found = {c.track: c for c in cands}
+    assert found[1].aligned == n and found[2].aligned == n
+    assert found[1].weight == pytest.approx(n)
+    # Held by six tracks where the window's median hash is held by one: 1/6 each.
+    assert found[2].weight == pytest.approx(n / 6)
+    assert found[2].weight < found[1].weight

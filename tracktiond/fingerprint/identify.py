@@ -136,7 +136,11 @@ def identify_set(
             wlo, whi = np.searchsorted(part.t, [start, end])  # query hashes are in anchor order
             hlo, hhi = np.searchsorted(hits.query, [wlo, whi])
             found = match_window(
-                part, hits.select(np.arange(hlo, hhi)), (start + end) / 2, settings.match
+                part,
+                hits.select(np.arange(hlo, hhi)),
+                (start + end) / 2,
+                settings.match,
+                window_hashes=int(whi - wlo),
             )
             tracks.update(c.track for c in found)
             windows.append(Window(start * sec, min(end, fp.frames) * sec, found))

@@ -32,12 +32,23 @@ class Hits:
     t: I32
     span: I32
     f: F32
+    weight: np.ndarray[Any, np.dtype[np.float64]] | None = None  # set by the matcher
 
     def __len__(self) -> int:
         return int(self.query.size)
 
-    def select(self, mask: np.ndarray[Any, np.dtype[np.bool_]]) -> Hits:
-        return Hits(self.query[mask], self.track[mask], self.t[mask], self.span[mask], self.f[mask])
+    def select(self, mask: np.ndarray[Any, Any]) -> Hits:
+        return Hits(
+            self.query[mask],
+            self.track[mask],
+            self.t[mask],
+            self.span[mask],
+            self.f[mask],
+            None if self.weight is None else self.weight[mask],
+        )
+
+    def weighted(self, weight: np.ndarray[Any, np.dtype[np.float64]]) -> Hits:
+        return Hits(self.query, self.track, self.t, self.span, self.f, weight)
 
 
 def gather(
