@@ -91,6 +91,29 @@ def test_check_config_loads_the_configuration_model_and_nothing_heavier(tmp_path
     assert _heavy(imported, HEAVY) == []
 
 
+# What a scan of an up-to-date catalog must not import: migrations, the analysis engine and its
+# numeric stack (the fingerprint index's SciPy filters among them), the graph driver.
+NOT_FOR_A_SCAN = ("alembic", "essentia", "numpy", "scipy", "neo4j")
+
+
+def test_a_scan_of_an_up_to_date_catalog_imports_no_migration_nor_numeric_stack(
+    tmp_path: Path,
+) -> None:
+    empty = tmp_path / "music"
+    empty.mkdir()
+    config = tmp_path / "tracktiond.toml"
+    db = tmp_path / "state" / "catalog.db"
+    config.write_text(
+        f'[library]\nroots = ["{empty}"]\n[database]\nurl = "sqlite+aiosqlite:///{db}"\n'
+    )
+    first, _ = _run("scan", "--config", str(config), "--json", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr  # creates and migrates the catalog
+    done, imported = _run("scan", "--config", str(config), "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "tracktiond.catalog.store" in imported  # it opened the catalog for real
+    assert _heavy(imported, NOT_FOR_A_SCAN) == []
+
+
 def test_the_console_entry_point_says_the_version(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "tracktiond", "--version"],

@@ -23,7 +23,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from sqlalchemy import delete, exists, func, literal, select, update
@@ -49,8 +49,12 @@ from tracktiond.catalog.tracklistvalues import EntryMatch, TracklistDraft
 from tracktiond.catalog.values import FingerprintJob, IdentifyJob
 from tracktiond.catalog.work import FingerprintQueue, IdentifyQueue
 from tracktiond.errors import FailureClass
-from tracktiond.fingerprint.postings import MAX_TRACK, Batch
-from tracktiond.fingerprint.triplets import Hashes
+
+if TYPE_CHECKING:
+    # The fingerprinter's numeric stack (SciPy's filters: ~0.5 s) is imported when postings
+    # are first packed or read, not by every command that opens the catalog.
+    from tracktiond.fingerprint.postings import Batch
+    from tracktiond.fingerprint.triplets import Hashes
 
 SMALL_BATCH = 1 << 19  # postings: below this a batch is merged with others
 MERGE_COUNT = 4  # small batches that trigger a merge
@@ -133,6 +137,8 @@ async def _insert_batch(conn: AsyncConnection, batch: Batch, tracks: int) -> int
 
 async def _rewrite(conn: AsyncConnection, batch_ids: Sequence[int]) -> None:
     """Replace ``batch_ids`` by one batch holding their live postings."""
+    from tracktiond.fingerprint.postings import Batch
+
     fb, fp = fingerprint_batches, fingerprints
     live = dict(
         (
@@ -306,6 +312,8 @@ class FingerprintsMixin(StoreBase):
     async def _index_tracks(
         self, conn: AsyncConnection, tracks: list[tuple[Fingerprinted, Hashes]]
     ) -> None:
+        from tracktiond.fingerprint.postings import MAX_TRACK, Batch
+
         ix = fingerprint_index
         first = (
             await conn.execute(
@@ -358,6 +366,8 @@ class FingerprintsMixin(StoreBase):
 
     async def load_batch(self, batch_id: int) -> Batch | None:
         """One batch of postings, decoded (None: merged away since the snapshot)."""
+        from tracktiond.fingerprint.postings import Batch
+
         fb = fingerprint_batches
         async with self.engine.connect() as conn:
             row = (
