@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mutagen.flac import FLAC
 from sqlalchemy import select
 
 from tests.support import audiogen, mounts
@@ -319,6 +320,37 @@ async def test_a_moved_cue_sheet_takes_its_tracklist_source_along_and_back(
     assert [r["outcome"] for r in await read_due_sources(catalog, config)] in ([], ["unchanged"])
     assert await sources(catalog) == [(str(old_cue), str(old_cue.parent), "cue", "done")]
     await one_tracklist_from(old_cue, old_set)
+
+
+async def test_a_sheet_embedded_in_a_moved_file_follows_it(catalog: Catalog, library: Path) -> None:
+    """The embedded sheet's source row is named by its audio file's path: it follows the move
+    (and the undo), and the tracklist read from it keeps its version."""
+    config = TracklistsConfig()
+    old = audiogen.make_audio(library / "in" / "mix.flac", seconds=6.0, tags={"title": "Mix"})
+    audio = FLAC(old)
+    audio["CUESHEET"] = (
+        'FILE "mix.wav" WAVE\nTRACK 01 AUDIO\nTITLE "Side A"\nINDEX 01 00:00:00\n'
+        'TRACK 02 AUDIO\nTITLE "Side B"\nINDEX 01 00:03:00\n'
+    )
+    audio.save()
+    await scan(catalog, library)
+    assert [r["outcome"] for r in await read_due_sources(catalog, config)] == ["new"]
+    settings = settings_for(library, pattern="Mixes/{title}")
+    plan_id, steps, _ = await organise(catalog, settings)
+    new = library / "Mixes" / "Mix.flac"
+    assert [(s.kind, s.state) for s in steps] == [("audio", StepState.DONE)]
+    assert await sources(catalog) == [(str(new), str(new.parent), "embedded", "done")]
+    found = await catalog.resolve_recording(str(new))
+    assert found is not None
+    [tl] = await catalog.tracklists_of(found[0], history=True)
+    assert (tl.source, tl.version, tl.origin) == ("embedded_cue", 1, str(new))
+    await scan(catalog, library)
+    assert await read_due_sources(catalog, config) == []  # nothing changed: nothing to read
+
+    await undo(catalog, settings, plan_id)
+    assert await sources(catalog) == [(str(old), str(old.parent), "embedded", "done")]
+    [tl] = await catalog.tracklists_of(found[0], history=True)
+    assert (tl.version, tl.origin) == (1, str(old))
 
 
 # -- a second filesystem ------------------------------------------------------------------------
