@@ -64,7 +64,7 @@ from tracktiond.fingerprint.matcher import Candidate
 from tracktiond.fingerprint.peaks import Peaks
 from tracktiond.fingerprint.postings import Batch
 from tracktiond.fingerprint.segments import Segment, Window, smooth
-from tracktiond.fingerprint.triplets import Hashes
+from tracktiond.fingerprint.triplets import Hashes, triplet_hashes
 
 # The deck of changes a played track is dealt from.
 CHANGES: list[tuple[str, float]] = [
@@ -258,6 +258,12 @@ def main() -> None:
     ap.add_argument(
         "--index-fanout", type=int, default=None, help="TripletSettings.index_fanout to measure"
     )
+    ap.add_argument(
+        "--scale-tracks",
+        type=int,
+        default=0,
+        help="also query 5 min of the first mix against this many synthetic 5-minute tracks",
+    )
     args = ap.parse_args()
     args.tracks = args.tracks or (30 if args.quick else 60)
     args.seconds = args.seconds or (50.0 if args.quick else 75.0)
@@ -277,6 +283,7 @@ def main() -> None:
     ours, base = new_index(settings), FingerprintIndex()
     build_s, audio_s = 0.0, 0.0
     batches: list[Batch] = []
+    hashes_of: dict[int, Hashes] = {}
     for n, audio in library.items():
         t0 = time.process_time()
         fp = fingerprint_blocks(mixes.blocks(audio), settings)
@@ -285,11 +292,13 @@ def main() -> None:
         build_s += time.process_time() - t0
         audio_s += len(audio) / mixes.RATE
         batches.append(Batch.of(n, hashes))
+        hashes_of[n] = hashes
         base.add(n, pair_hashes(fp.peaks), fp.frames)
     keys_blob, postings_blob = Batch.merge(batches).encode()
     stored = len(keys_blob) + len(postings_blob)
 
     deck: list[tuple[str, float]] = []
+    first_mix: Fingerprint | None = None
     tallies = (Tally(), Tally())
     query_s, query_audio = 0.0, 0.0
     plans: list[tuple[str, dict[int, mixes.F32], int]] = [
@@ -319,6 +328,7 @@ def main() -> None:
         found = identify_set(fp, ours, settings)
         query_s += time.process_time() - t0
         query_audio += len(audio) / mixes.RATE
+        first_mix = first_mix or fp
         tallies[0].add(label, found, truth)
         tallies[1].add(label, baseline_identify(fp, base, settings), truth)
         progress(
@@ -359,10 +369,76 @@ def main() -> None:
         "stored_bytes_per_posting": round(stored / max(1, ours.postings), 2),
         "stored_bytes_per_second": round(stored / audio_s, 1),
     }
+    if args.scale_tracks and first_mix is not None:
+        report["scale"] = _scale(first_mix, hashes_of, ours, args.scale_tracks, settings, rng)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         _table(report)
+
+
+def _scale(
+    mix: Fingerprint,
+    library: dict[int, Hashes],
+    real: FingerprintIndex,
+    tracks: int,
+    settings: FingerprintSettings,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """The query cost against a larger index, and its extrapolation to 10,000 tracks.
+
+    The index holds the library's real tracks and ``tracks`` synthetic ones of 5 minutes, each
+    with as many postings per second as the library has, every posting a real library posting
+    (its key, span and anchor bin together, so the key distribution is the measured one) at a
+    random frame. Synthetic tracks share keys at the library's rates but never align on a
+    line: they add the chance hits of a larger library, not its shared sounds. The first 5
+    minutes of the first mix are queried.
+    """
+    sec = settings.spectrum.frame_seconds
+    pool = Hashes(
+        np.concatenate([h.key for h in library.values()]),
+        np.concatenate([h.t for h in library.values()]),
+        np.concatenate([h.span for h in library.values()]),
+        np.concatenate([h.f for h in library.values()]),
+    )
+    frames = round(300.0 / sec)
+    per_track = round(len(pool) / sum(real.frames(n) for n in library) * frames)
+    index = FingerprintIndex(max_postings=real.max_postings)
+    for n, h in library.items():
+        index.add(n, h, real.frames(n))
+    for k in range(tracks):
+        pick = rng.integers(0, len(pool), size=per_track)
+        fake = pool.select(pick)
+        t = np.sort(rng.integers(0, frames, size=per_track)).astype(np.int32)
+        index.add(1_000_000 + k, Hashes(fake.key, t, fake.span, fake.f), frames)
+    index.lookup(pool.select(np.arange(1)))  # sort the index outside the timing
+    keep = mix.peaks.t < round(300.0 / sec)
+    peaks = Peaks(mix.peaks.t[keep], mix.peaks.f[keep], mix.peaks.level[keep])
+    part = Fingerprint(peaks, min(mix.frames, round(300.0 / sec)))
+    t0 = time.process_time()
+    identify_set(part, index, settings)
+    cpu = time.process_time() - t0
+    query = triplet_hashes(part.peaks, settings.triplets, fanout=settings.triplets.query_fanout)
+    hits = index.lookup(query)
+    windows = max(1, round((part.frames * sec - settings.window_seconds) / settings.hop_seconds))
+    indexed_s = (len(library) * np.mean([real.frames(n) for n in library]) + tracks * frames) * sec
+    per_query_s = cpu / (part.frames * sec)
+    factor = 10_000 * 300.0 / indexed_s
+    return {
+        "what": (
+            f"{len(library)} real + {tracks} synthetic 5-minute tracks (real postings at random"
+            " frames); 5 minutes of mix 1 queried; 10,000 tracks and a 2-hour set extrapolated"
+            " linearly in indexed seconds (hits grow with them)"
+        ),
+        "indexed_audio_s": round(indexed_s),
+        "postings": index.postings,
+        "hits_per_query_hash": round(len(hits) / max(1, len(query)), 1),
+        "hits_per_window": round(len(hits) * settings.window_seconds / (part.frames * sec)),
+        "windows": windows,
+        "query_cpu_s": round(cpu, 1),
+        "query_x_realtime": round(1 / per_query_s, 2),
+        "extrapolated_2h_at_10000_tracks_cpu_s": round(per_query_s * 7200 * factor),
+    }
 
 
 def _both(tallies: tuple[Tally, Tally], keep: Any) -> dict[str, Any]:
@@ -434,6 +510,8 @@ def _table(r: dict[str, Any]) -> None:
         f" audio, {r['stored_bytes_per_posting']} B/posting stored,"
         f" {r['stored_bytes_per_second']} B/s"
     )
+    if "scale" in r:
+        print("scale:", json.dumps(r["scale"], indent=2))
 
 
 if __name__ == "__main__":

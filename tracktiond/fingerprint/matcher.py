@@ -17,10 +17,10 @@ collisions set as the index grows (a median, not a mean: the keys that many trac
 the few it must not be set by). A hash that one track holds, or no more than chance, weighs 1;
 a sound several tracks share (a drum kit, a sample pack: their triplets have the same keys at
 any tempo) weighs 1/df, so a track found only through a drum loop that other library tracks
-also play does not add up to a match. Measured on the benchmark's mixes: the shared-kit false
-matches had no aligned hash their track alone held (weights 3–16 for 48–115 aligned hashes),
-true ones tens (weights 47 and up). The candidate's weight, the sum, is what ``segments``
-thresholds.
+also play does not add up to a match. Measured on generated mixes: the shared-kit false
+matches had 0-3 aligned hashes their track alone held (of 34-115), true ones tens; summed 1/df,
+false 2-16, true 47 and up but for two weak ones (docs/identify.md). The candidate's weight,
+the sum, is what ``segments`` thresholds.
 """
 
 from __future__ import annotations

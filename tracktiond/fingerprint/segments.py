@@ -30,8 +30,8 @@ from tracktiond.fingerprint.matcher import Candidate
 class SegmentSettings:
     same_offset: float = 2.0  # seconds
     # A segment's weight in all, at least: aligned hashes, those other tracks share weighing
-    # less (matcher). 30, where 60 aligned hashes were the bar before the weights: true matches
-    # weigh 47 and up on the benchmark's mixes, shared-kit ones 3-16.
+    # less (matcher). 30, where 60 aligned hashes were the bar before the weights: on generated
+    # mixes true matches summed 47 and up in 1/df, shared-kit ones 2-16 (docs/identify.md).
     min_score: float = 30.0
     min_windows: int = 2
     # Seconds: a first aligned hit this close to frame 0 means "played from its start". As long
