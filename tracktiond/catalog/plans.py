@@ -827,36 +827,52 @@ async def _move_file_rows(
         )
     touched |= {p["b_rec"] for p in primaries}
     if primaries:
-        # A sheet embedded in the file is a source named by the file's path: it follows, so the
-        # path names the sheet for people and a later file at the old path (whose own embedded
-        # sheet replaces any source row left there) cannot take this recording's source away.
-        await _clear_sources_at(
-            conn,
-            [p["b_new"] for p in primaries],
-            embedded=True,
-            keep={p["b_rec"] for p in primaries},
-        )
-        await conn.execute(
-            update(tracklist_sources)
-            .where(
-                tracklist_sources.c.recording_id == bindparam("b_rec"),
-                tracklist_sources.c.path == bindparam("b_old"),
-                tracklist_sources.c.kind == "embedded",
-            )
-            .values(path=bindparam("b_new"), dir=bindparam("b_dir"), updated_at=now),
-            [p | {"b_dir": os.path.dirname(p["b_new"])} for p in primaries],
-        )
-        await conn.execute(
-            update(tracklists)
-            .where(
-                tracklists.c.recording_id == bindparam("b_rec"),
-                tracklists.c.cue_file_path == bindparam("b_old"),
-                tracklists.c.source == "embedded_cue",
-            )
-            .values(cue_file_path=bindparam("b_new")),
-            [{k: p[k] for k in ("b_rec", "b_old", "b_new")} for p in primaries],
-        )
+        await _follow_embedded_sheets(conn, primaries, now)
     return touched
+
+
+async def _follow_embedded_sheets(
+    conn: AsyncConnection, primaries: list[dict[str, Any]], now: datetime
+) -> None:
+    """A sheet embedded in a moved file is a source named by the file's path: it follows, so
+    the path names the sheet for people and a later file at the old path (whose own embedded
+    sheet replaces any source row left there) cannot take this recording's source away. One
+    query finds the few moved recordings that have one; nothing more is done for the rest."""
+    having: set[uuid.UUID] = set()
+    for chunk in _chunks([p["b_rec"] for p in primaries], IN_CHUNK):
+        rows = await conn.execute(
+            select(tracklist_sources.c.recording_id).where(
+                tracklist_sources.c.kind == "embedded",
+                tracklist_sources.c.recording_id.in_(chunk),
+            )
+        )
+        having |= {r.recording_id for r in rows}
+    moving = [p for p in primaries if p["b_rec"] in having]
+    if not moving:
+        return
+    await _clear_sources_at(
+        conn, [p["b_new"] for p in moving], embedded=True, keep={p["b_rec"] for p in moving}
+    )
+    await conn.execute(
+        update(tracklist_sources)
+        .where(
+            tracklist_sources.c.recording_id == bindparam("b_rec"),
+            tracklist_sources.c.path == bindparam("b_old"),
+            tracklist_sources.c.kind == "embedded",
+        )
+        .values(path=bindparam("b_new"), dir=bindparam("b_dir"), updated_at=now),
+        [p | {"b_dir": os.path.dirname(p["b_new"])} for p in moving],
+    )
+    await conn.execute(
+        update(tracklists)
+        .where(
+            tracklists.c.recording_id == bindparam("b_rec"),
+            tracklists.c.cue_file_path == bindparam("b_old"),
+            tracklists.c.source == "embedded_cue",
+        )
+        .values(cue_file_path=bindparam("b_new")),
+        [{k: p[k] for k in ("b_rec", "b_old", "b_new")} for p in moving],
+    )
 
 
 async def _move_sidecar_sources(
