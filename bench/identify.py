@@ -199,7 +199,8 @@ class Tally:
         self.right += len(used)
         self.wrong_entries += [
             f"{label}: track {seg.track} at {seg.start:.1f}-{seg.end:.1f} s (aligned {seg.aligned},"
-            f" confidence {seg.confidence}, speed {seg.speed:.3f}, pitch {seg.pitch:+.2f})"
+            f" weight {seg.weight}, confidence {seg.confidence}, speed {seg.speed:.3f},"
+            f" pitch {seg.pitch:+.2f})"
             for k, seg in enumerate(segments)
             if k not in used
         ]

@@ -56,6 +56,7 @@ class Segment:
     pitch: float  # semitones (set minus track)
     confidence: float  # 0..1
     aligned: int  # verified hits in all
+    weight: float = 0.0  # those hits' IDF-like weights, summed (what min_score bounds)
 
 
 @dataclass
@@ -135,4 +136,5 @@ def _segment(
         pitch=best.pitch / bins_per_semitone,
         confidence=round(confidence, 3),
         aligned=aligned,
+        weight=round(h.weight, 1),
     )
