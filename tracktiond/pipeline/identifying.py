@@ -143,6 +143,9 @@ async def tracklist_of(
                     "speed": round(seg.speed, 4),
                     "pitch_semitones": round(seg.pitch, 2),
                     "aligned_hashes": seg.aligned,
+                    # the aligned hashes weighed by how rare their keys are in the index: what
+                    # the entry threshold and the confidence are computed from
+                    "weight": round(seg.weight, 1),
                 },
             )
         )
