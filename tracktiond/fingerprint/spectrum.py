@@ -18,6 +18,7 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+import scipy.fft
 
 F32 = np.ndarray[Any, np.dtype[np.float32]]
 
@@ -82,7 +83,10 @@ class LogSpectrogram:
             self._pending = data
             return np.zeros((0, s.n_bins), dtype=np.float32)
         view = np.lib.stride_tricks.sliding_window_view(data, s.n_fft)[:: s.hop][:count]
-        mags = np.abs(np.fft.rfft(view * self._window, axis=1)).astype(np.float32)
+        # SciPy's FFT, not NumPy's: the same transform (peaks identical but for 3e-5 of a bin
+        # in their sub-bin frequency, on 6 minutes of a generated set), and a whole
+        # fingerprint_file 12 % cheaper (median of 5 alternating runs: 3.06 -> 2.70 CPU s).
+        mags = np.abs(scipy.fft.rfft(view * self._window, axis=1)).astype(np.float32)
         self._pending = data[count * s.hop :]
         self.frames_out += count
         folded = mags @ s.bands.T
