@@ -26,10 +26,12 @@ chunk planned on a worker thread.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import stat as statmod
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -468,6 +470,24 @@ async def make_plan(catalog: Catalog, settings: Settings, targets: Sequence[str]
     Reading the next chunk while the planner works on this one was tried and measured: it
     cost more CPU (the two threads contend for the GIL) and saved no time on two cores."""
     planner = Planner(settings)
-    async for chunk in catalog.organise_sources(targets):
-        await anyio.to_thread.run_sync(planner.add_all, chunk)
-    return await anyio.to_thread.run_sync(planner.finish)
+    with _collector_paused():
+        async for chunk in catalog.organise_sources(targets):
+            await anyio.to_thread.run_sync(planner.add_all, chunk)
+        return await anyio.to_thread.run_sync(planner.finish)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a plan is made.
+
+    A plan keeps a few objects per file alive until it is stored (hundreds of thousands for a
+    big library), and every collection the allocations trigger walks all of them again: about
+    1.3 s of a 100,000-file plan. Nothing the planner makes is cyclic garbage; reference
+    counting still frees everything else meanwhile, and the collector runs as before after."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
