@@ -184,6 +184,26 @@ async def test_the_real_worker_has_no_fault_hooks(tmp_path: Path) -> None:
     assert "crashed" not in caught.value.reason
 
 
+async def test_a_worker_computes_on_one_thread_whatever_the_daemon_was_given(
+    drums: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The pool's size is the parallelism: a worker whose BLAS started a thread per core would
+    # compete with the other workers (and its spinning threads doubled its CPU time).
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "8")
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")
+    async with AnalysisPool(1) as pool:
+        made = await pool.fingerprint(str(drums))
+        (pid,) = pool.worker_pids
+        environ = dict(
+            item.split("=", 1)
+            for item in Path(f"/proc/{pid}/environ").read_text().split("\0")
+            if "=" in item
+        )
+    assert int(made["frames"]) > 0
+    assert environ["OPENBLAS_NUM_THREADS"] == environ["OMP_NUM_THREADS"] == "1"
+    assert environ["MKL_NUM_THREADS"] == "1"
+
+
 async def test_aclose_stops_every_worker(drums: Path) -> None:
     pool = AnalysisPool(2)
     await pool.analyze(str(drums), SETTINGS)
