@@ -45,6 +45,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+# One core, as in the daemon's worker processes (analysis.pool.WORKER_ENVIRONMENT): set before
+# NumPy loads its BLAS, whose threads would otherwise spin on every core and count as CPU time.
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+os.environ["OMP_NUM_THREADS"] = "1"
+os.environ["MKL_NUM_THREADS"] = "1"
+
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
