@@ -92,6 +92,14 @@ async def test_dropped_set_and_sheet_are_listed_matched_written_and_exported(
     status, body = daemon.get("/tracklists/" + quote(str(root / "set.flac"), safe=""))
     assert status == 200 and json.loads(body)["tracklists"][0]["id"] == tl["id"]
     assert daemon.get("/tracklists/" + quote("/no/such.flac", safe=""))[0] == 404
+    # The catalog gauges are a snapshot the daemon refreshes (at most every 2 s after a change):
+    # the one taken while the sheet was still pending may be the newest for a moment.
+    await wait_until(
+        lambda: daemon.metrics().total("tracktiond_tracklists", source="cue") == 1,
+        15,
+        "tracktiond_tracklists counts the sheet",
+        daemon,
+    )
     samples = daemon.metrics()
     assert samples.total("tracktiond_tracklists", source="cue") == 1
     assert samples.total("tracktiond_tracklist_entries", match="matched") == 2
