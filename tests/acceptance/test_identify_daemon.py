@@ -15,15 +15,10 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import mutagen.flac
-import numpy as np
 import pytest
-import soundfile
 from sqlalchemy import func, select
 
 from tests.acceptance.test_daemon import (
@@ -34,10 +29,11 @@ from tests.acceptance.test_daemon import (
     write_config,
 )
 from tests.acceptance.test_daemon import daemons as daemons  # the fixture
+from tests.acceptance.test_tracklists_daemon import cli
+from tests.integration.test_fingerprint_index import postings_by_track, write_flac
 from tests.support import mixes
 from tracktiond.catalog.models import fingerprint_batches, fingerprints
 from tracktiond.catalog.store import Catalog
-from tracktiond.fingerprint.postings import Batch
 
 pytestmark = pytest.mark.anyio
 
@@ -56,39 +52,22 @@ identify_debounce_seconds = 0
 """
 
 
-def _write(path: Path, audio: np.ndarray[Any, Any], **tags: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(str(path), audio, mixes.RATE, subtype="PCM_16", format="FLAC")
-    flac = mutagen.flac.FLAC(str(path))
-    for key, value in tags.items():
-        flac[key] = value
-    flac.save()
-
-
 @pytest.fixture(scope="module")
 def material(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[mixes.Played]]:
     """The library as FLAC files, made once: (its root, the truth of set.flac)."""
     root = tmp_path_factory.mktemp("identify-library")
     audio = {n: mixes.track(n, SECONDS) for n in (*range(TRACKS), *UNINDEXED)}
     for n in range(TRACKS):
-        _write(root / "tracks" / f"{n:02}.flac", audio[n], artist=f"Artist {n}", title=f"Title {n}")
+        write_flac(
+            root / "tracks" / f"{n:02}.flac", audio[n], artist=f"Artist {n}", title=f"Title {n}"
+        )
     played, truth = mixes.mix(
         [(n, audio[n], kind, amount) for n, kind, amount in PLAYED], crossfade=6.0, noise_db=-40.0
     )
-    _write(root / "sets" / "set.flac", played, artist="DJ", title="Set")
+    write_flac(root / "sets" / "set.flac", played, artist="DJ", title="Set")
     other, _ = mixes.mix([(n, audio[n], "none", 0.0) for n in UNINDEXED], crossfade=6.0)
-    _write(root / "sets" / "other.flac", other, artist="DJ", title="Other")
+    write_flac(root / "sets" / "other.flac", other, artist="DJ", title="Other")
     return root, truth
-
-
-def cli(env: dict[str, str], config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tracktiond", *args, "--config", str(config)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 async def _fingerprinted(catalog: Catalog) -> list[Any]:
@@ -148,13 +127,7 @@ async def test_kill_9_while_indexing_then_the_set_lists_its_tracks(
     async with catalog.engine.connect() as conn:
         batches = (await conn.execute(fingerprint_batches.select())).all()
         dead = (await conn.execute(select(func.sum(fingerprint_batches.c.dead_postings)))).scalar()
-    counts: dict[int, int] = {}
-    for b in batches:
-        for track, n in zip(
-            *np.unique(Batch.decode(bytes(b.keys), bytes(b.postings)).tracks(), return_counts=True),
-            strict=True,
-        ):
-            counts[int(track)] = counts.get(int(track), 0) + int(n)
+    counts = postings_by_track(batches)
     live = {r.track_no: r.postings for r in tracks}
     assert {t: counts.get(t) for t in live} == live, f"{len(at_kill)} done at the kill"
     assert sum(counts.values()) - sum(live.values()) == (dead or 0)

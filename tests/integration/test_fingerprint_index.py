@@ -38,7 +38,7 @@ PLAYED = [(0, "none", 0.0), (1, "resample", 0.04), (2, "stretch", -0.03), (3, "p
 INDEXED = range(6)  # 4 and 5 are in the library but not in the mix
 
 
-def _write(path: Path, audio: np.ndarray[Any, Any], **tags: str) -> Path:
+def write_flac(path: Path, audio: np.ndarray[Any, Any], **tags: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(str(path), audio, mixes.RATE, subtype="PCM_16", format="FLAC")
     if tags:
@@ -55,13 +55,15 @@ def material(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[mixes
     root = tmp_path_factory.mktemp("fingerprint-library")
     tracks = {n: mixes.track(n, SECONDS) for n in INDEXED}
     for n, audio in tracks.items():
-        _write(root / "tracks" / f"track{n}.flac", audio, artist=f"Artist {n}", title=f"Title {n}")
+        write_flac(
+            root / "tracks" / f"track{n}.flac", audio, artist=f"Artist {n}", title=f"Title {n}"
+        )
     audio, truth = mixes.mix(
         [(n, tracks[n], kind, amount) for n, kind, amount in PLAYED],
         crossfade=6.0,
         noise_db=-40.0,
     )
-    _write(root / "sets" / "set.flac", audio, artist="DJ", title="Set")
+    write_flac(root / "sets" / "set.flac", audio, artist="DJ", title="Set")
     return root, truth
 
 
@@ -179,11 +181,7 @@ async def test_small_batches_are_merged_and_keep_every_live_posting(
         batches = (await conn.execute(fingerprint_batches.select())).all()
         rows = (await conn.execute(fingerprints.select())).all()
     assert 0 < len(batches) < MERGE_COUNT
-    decoded = [Batch.decode(bytes(b.keys), bytes(b.postings)) for b in batches]
-    counts: dict[int, int] = {}
-    for batch in decoded:
-        for track, n in zip(*np.unique(batch.tracks(), return_counts=True), strict=True):
-            counts[int(track)] = counts.get(int(track), 0) + int(n)
+    counts = postings_by_track(batches)
     live = {r.track_no: r.postings for r in rows if r.track_no is not None}
     assert len(live) == len(INDEXED)
     assert counts == live  # nothing lost, nothing twice, nothing dead left behind
@@ -191,6 +189,16 @@ async def test_small_batches_are_merged_and_keep_every_live_posting(
     await _drain(stages[1], owner)
     titles = [e.entry.title for e in await _set_list(catalog, library) if not e.entry.unknown]
     assert titles == ["Title 0", "Title 1", "Title 2", "Title 3"]
+
+
+def postings_by_track(batches: Any) -> dict[int, int]:
+    """Postings per track number, decoded from every stored batch row (dead ones included)."""
+    counts: dict[int, int] = {}
+    for row in batches:
+        batch = Batch.decode(bytes(row.keys), bytes(row.postings))
+        for track, n in zip(*np.unique(batch.tracks(), return_counts=True), strict=True):
+            counts[int(track)] = counts.get(int(track), 0) + int(n)
+    return counts
 
 
 async def _rows(catalog: Catalog) -> list[tuple[Any, ...]]:

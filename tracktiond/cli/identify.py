@@ -13,9 +13,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -29,6 +27,7 @@ from tracktiond.cli.common import (
     json_option,
     load_command_config,
 )
+from tracktiond.cli.progress import IdentifyProgress
 from tracktiond.config import Config
 from tracktiond.errors import InputNotFound, TracktiondError
 
@@ -39,66 +38,6 @@ EMPTY_INDEX = (
     "the fingerprint index is empty: set [fingerprint] enabled = true and let the daemon "
     "(tracktiond run) index the library first (docs/identify.md)"
 )
-
-
-class IdentifyProgress:
-    """Two bars on stderr, only on a terminal: fingerprinting, then matching against the index."""
-
-    def __init__(self, *, enabled: bool) -> None:
-        self.enabled = enabled
-        self._progress: Any = None
-
-    def __enter__(self) -> IdentifyProgress:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                Progress,
-                SpinnerColumn,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self._progress = Progress(
-                SpinnerColumn(),
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                TextColumn("{task.fields[detail]}"),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-            )
-            self._progress.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-    def fingerprinting(self, name: str) -> Callable[[], None]:
-        """Shows a spinner while the worker decodes ``name``; call the result when it is done."""
-        if self._progress is None:
-            return lambda: None
-        task = self._progress.add_task(f"fingerprinting {name}", total=None, detail="")
-        return lambda: self._progress.update(task, total=1, completed=1)
-
-    def matching(self, seconds: float) -> Callable[[float], None]:
-        """A bar over the set's ``seconds``; the result is told the seconds done (any thread)."""
-        if self._progress is None:
-            return lambda done: None
-        task = self._progress.add_task("matching", total=max(seconds, 1.0), detail="")
-        progress = self._progress
-
-        def advance(done: float) -> None:
-            progress.update(
-                task, completed=done, detail=f"{done / 60:,.0f} of {seconds / 60:,.0f} min"
-            )
-
-        return advance
 
 
 @click.command("identify")
