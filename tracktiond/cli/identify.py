@@ -116,9 +116,7 @@ async def _identify_one(
     fp = Fingerprint(decode_peaks(base64.b64decode(str(made["peaks"]))), frames)
     seconds = fp.seconds(settings)
     segments, snapshot = await identify_peaks(catalog, fp, settings, bar.matching(seconds))
-    draft, matches = await tracklist_of(catalog, segments, snapshot, frames, settings)
-    found = [m.recording_id for m in matches if m.recording_id is not None]
-    library = await catalog.library_tracks(found)
+    draft, matches, library = await tracklist_of(catalog, segments, snapshot, frames, settings)
     entries: list[dict[str, Any]] = []
     for entry, match in zip(draft.entries, matches, strict=True):
         lib = library.get(match.recording_id) if match.recording_id else None

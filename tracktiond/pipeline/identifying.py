@@ -35,7 +35,12 @@ from tracktiond.catalog.fingerprints import Fingerprinted, IndexSnapshot
 from tracktiond.catalog.leases import Backoff
 from tracktiond.catalog.models import utcnow
 from tracktiond.catalog.store import Catalog
-from tracktiond.catalog.tracklistvalues import EntryDraft, EntryMatch, TracklistDraft
+from tracktiond.catalog.tracklistvalues import (
+    EntryDraft,
+    EntryMatch,
+    LibraryTrack,
+    TracklistDraft,
+)
 from tracktiond.catalog.values import FingerprintJob, IdentifyJob
 from tracktiond.catalog.work import FingerprintQueue, IdentifyClaim, IdentifyQueue
 from tracktiond.config import Config
@@ -106,8 +111,9 @@ async def tracklist_of(
     snapshot: IndexSnapshot,
     frames: int,
     settings: FingerprintSettings,
-) -> tuple[TracklistDraft, list[EntryMatch]]:
-    """The "auto" tracklist of a set: identified tracks named by their tags, unknown gaps."""
+) -> tuple[TracklistDraft, list[EntryMatch], dict[uuid.UUID, LibraryTrack]]:
+    """The "auto" tracklist of a set: identified tracks named by their tags, unknown gaps; and
+    the library tracks it names (their paths, for whoever shows the list)."""
     audio = {
         seg.track: snapshot.audio[seg.track] for seg in segments if seg.track in snapshot.audio
     }
@@ -154,7 +160,7 @@ async def tracklist_of(
     if segments and total - heard >= UNKNOWN_GAP_SECONDS:
         unknown(heard, total)
     draft = TracklistDraft(source="auto", format="auto", entries=tuple(entries))
-    return draft, matches
+    return draft, matches, tracks
 
 
 # -- the fingerprint stage ---------------------------------------------------------------------
@@ -312,7 +318,7 @@ class IdentifyStage(Stage[IdentifyJob, Identified]):
             draft = TracklistDraft(source="auto", format="auto", entries=())
             none: tuple[EntryMatch, ...] = ()
             return Identified(tuple((r, draft, none) for r in stale), 0, fp.seconds(self.settings))
-        draft, matches = await tracklist_of(
+        draft, matches, _ = await tracklist_of(
             self.catalog, segments, snapshot, job.frames, self.settings
         )
         found = sum(1 for e in draft.entries if not e.unknown)
